@@ -1,0 +1,124 @@
+"""The one settings object: every knob is a ``FAX_*`` environment variable (or a ``.env`` line).
+
+Nested provider settings use a double underscore, e.g. ``FAX_INTERFAX__USERNAME``.
+Secrets are ``SecretStr`` so they print as ``**********`` in reprs, logs and tracebacks.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "FaxPlusSettings",
+    "InterFaxSettings",
+    "OptumSettings",
+    "Settings",
+    "get_settings",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parent
+
+
+class FaxPlusSettings(BaseModel):
+    """FAX.PLUS account: a personal access token (or OAuth2 access token) and a sender number."""
+
+    base_url: str = "https://restapi.fax.plus/v3"
+    token: SecretStr | None = None
+    client_id: str | None = None
+    from_number: str = "no_number"
+    webhook_secret: SecretStr | None = None
+
+
+class InterFaxSettings(BaseModel):
+    """InterFAX account: HTTP Basic on every request."""
+
+    base_url: str = "https://rest.interfax.net"
+    username: str | None = None
+    password: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+
+
+class OptumSettings(BaseModel):
+    """Optum fax API: OAuth2 client credentials and a tenant id sent on every call."""
+
+    base_url: str = "https://api.optum.example/fax"
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    tenant_id: str = "00000000-0000-0000-0000-000000000000"
+    webhook_secret: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """Everything the dispatcher reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FAX_",
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    home: Path = Field(default=Path("var"), description="Directory for all local state.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is a SQLite file under FAX_HOME."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Redis URL; default is the embedded valkey under FAX_HOME."
+    )
+    retry_policy_file: Path = CONFIG_DIR / "retry_policy.toml"
+    time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="Multiplies every delay (backoff, poll interval, sandbox hold); 0.01 = 100x faster.",
+    )
+    tick_interval: float = Field(default=5.0, gt=0, description="Seconds between beat ticks.")
+    dispatch_lease: float = Field(
+        default=300.0, gt=0, description="Seconds a job may sit in dispatching before reconcile."
+    )
+    tick_batch_size: int = Field(default=500, gt=0)
+    poll_batch_size: int = Field(default=50, gt=0)
+    sandbox_url: str | None = Field(
+        default=None,
+        description="When set, every provider without credentials talks to this sandbox.",
+    )
+    api_tokens: list[SecretStr] = Field(default_factory=list)
+    flower_basic_auth: SecretStr | None = None
+
+    faxplus: FaxPlusSettings = FaxPlusSettings()
+    interfax: InterFaxSettings = InterFaxSettings()
+    optum: OptumSettings = OptumSettings()
+
+    @property
+    def home_dir(self) -> Path:
+        """FAX_HOME as an absolute path, created on first use."""
+        path = self.home.resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.home_dir / "documents"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home_dir / "broker"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or a SQLite file under FAX_HOME."""
+        return self.database_url or f"sqlite:///{self.home_dir / 'fax.db'}"
+
+    def scaled(self, seconds: float) -> float:
+        """A delay in real seconds after applying FAX_TIME_SCALE."""
+        return seconds * self.time_scale
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests call ``get_settings.cache_clear()``."""
+    return Settings()

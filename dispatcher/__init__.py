@@ -1,0 +1,1 @@
+"""fax-dispatcher: a distributed fax dispatcher on Celery."""

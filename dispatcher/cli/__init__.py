@@ -1,0 +1,18 @@
+"""``faxctl``: the operator's and batch script's command line.
+
+Each command group lives in its own module and registers itself on ``app``.
+Exit codes: 0 ok, 1 unexpected failure, 2 bad usage or invalid input,
+3 not found, 4 conflict (illegal transition, idempotency conflict).
+"""
+
+from __future__ import annotations
+
+from dispatcher.cli._app import app
+from dispatcher.cli import catalogue as _catalogue  # noqa: F401  (registers commands)
+from dispatcher.cli import sandbox as _sandbox  # noqa: F401
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

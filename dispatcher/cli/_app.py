@@ -1,0 +1,35 @@
+"""The typer application every command module registers on, and shared output helpers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="faxctl",
+    help="Send faxes and operate the fax dispatcher.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
+    """Print an error on stderr and return the Exit to raise."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)

@@ -1,0 +1,50 @@
+"""``faxctl explain`` and ``faxctl catalogue``: read the status catalogue."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from dispatcher.catalogue import Provider, classify, entries
+from dispatcher.cli._app import app, console, print_json
+
+
+@app.command()
+def explain(
+    provider: Provider = typer.Argument(..., help="faxplus, interfax or optum"),
+    code: str = typer.Argument(..., help="The provider's status code"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """What a provider's status code means and what the dispatcher does next."""
+    entry = classify(provider, code)
+    if as_json:
+        print_json(entry.to_dict())
+        return
+    console.print(f"[bold]{entry.provider} {entry.code}[/bold]: {entry.label}")
+    console.print(f"  outcome      {entry.outcome.value}")
+    console.print(f"  remediation  {entry.remediation.value}")
+    console.print(f"  family       {entry.family.value}")
+    console.print(f"  reroutable   {'yes' if entry.reroutable else 'no'}")
+    console.print(f"  known        {'yes' if entry.known else 'no (safe default)'}")
+    console.print(f"  {entry.description}")
+
+
+@app.command()
+def catalogue(
+    provider: Provider = typer.Argument(..., help="faxplus, interfax or optum"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Every known status code of one provider."""
+    rows = entries(provider)
+    if as_json:
+        print_json([entry.to_dict() for entry in rows])
+        return
+    table = Table(title=f"{provider.value} status catalogue")
+    for column in ("code", "label", "outcome", "remediation", "family", "reroutable"):
+        table.add_column(column)
+    for e in rows:
+        table.add_row(
+            e.code, e.label, e.outcome.value, e.remediation.value, e.family.value,
+            "yes" if e.reroutable else "",
+        )
+    console.print(table)

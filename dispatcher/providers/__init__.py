@@ -1,0 +1,1 @@
+"""Provider adapters: one per provider over httpx, one interface for all."""

@@ -1,0 +1,1 @@
+"""A local HTTP server speaking the three providers' APIs, for demos, tests and benchmarks."""
