@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     time_scale: float = Field(
         default=1.0,
         gt=0,
-        description="Multiplies every delay (backoff, poll interval, sandbox hold); 0.01 = 100x faster.",
+        description="Multiplies every delay (backoff, polls, sandbox hold); 0.01 is 100x faster.",
     )
     tick_interval: float = Field(default=5.0, gt=0, description="Seconds between beat ticks.")
     dispatch_lease: float = Field(

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Family", "Outcome", "Provider", "Remediation", "StatusEntry"]
+__all__ = ["Family", "Outcome", "Provider", "Remediation", "StatusEntry", "entry"]
 
 
 class Provider(StrEnum):
@@ -84,3 +84,27 @@ class StatusEntry:
         data["remediation"] = self.remediation.value
         data["family"] = self.family.value
         return data
+
+
+def entry(
+    provider: str,
+    code: object,
+    label: str,
+    outcome: Outcome,
+    remediation: Remediation,
+    family: Family,
+    description: str,
+    *,
+    reroutable: bool = False,
+) -> StatusEntry:
+    """A known table row; codes are stored as text so every provider is looked up the same way."""
+    return StatusEntry(
+        provider=str(provider),
+        code=str(code),
+        label=label,
+        outcome=outcome,
+        remediation=remediation,
+        family=family,
+        description=description,
+        reroutable=reroutable,
+    )

@@ -62,7 +62,7 @@ _RULES: dict[str, tuple[str, Remediation, Family, str]] = {
 
 
 def canonical_kind(kind: str) -> str:
-    """Fold specific HTTP statuses into the families the table knows (``http_503`` -> ``http_5xx``)."""
+    """Fold a specific HTTP status into the table's rows (``http_503`` -> ``http_5xx``)."""
     if kind in _RULES:
         return kind
     if kind.startswith("http_5"):

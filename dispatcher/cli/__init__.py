@@ -7,9 +7,10 @@ Exit codes: 0 ok, 1 unexpected failure, 2 bad usage or invalid input,
 
 from __future__ import annotations
 
-from dispatcher.cli._app import app
 from dispatcher.cli import catalogue as _catalogue  # noqa: F401  (registers commands)
+from dispatcher.cli import db as _db  # noqa: F401
 from dispatcher.cli import sandbox as _sandbox  # noqa: F401
+from dispatcher.cli._app import app
 
 __all__ = ["app", "main"]
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.table import Table
 
 from dispatcher.catalogue import Provider, classify, entries
-from dispatcher.cli._app import app, console, print_json
+from dispatcher.cli._app import JsonOption, app, console, print_json
+
+ProviderArg = Annotated[Provider, typer.Argument(help="faxplus, interfax or optum")]
 
 
 @app.command()
 def explain(
-    provider: Provider = typer.Argument(..., help="faxplus, interfax or optum"),
-    code: str = typer.Argument(..., help="The provider's status code"),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    provider: ProviderArg,
+    code: Annotated[str, typer.Argument(help="The provider's status code")],
+    as_json: JsonOption = False,
 ) -> None:
     """What a provider's status code means and what the dispatcher does next."""
     entry = classify(provider, code)
@@ -31,8 +35,8 @@ def explain(
 
 @app.command()
 def catalogue(
-    provider: Provider = typer.Argument(..., help="faxplus, interfax or optum"),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    provider: ProviderArg,
+    as_json: JsonOption = False,
 ) -> None:
     """Every known status code of one provider."""
     rows = entries(provider)
@@ -44,7 +48,11 @@ def catalogue(
         table.add_column(column)
     for e in rows:
         table.add_row(
-            e.code, e.label, e.outcome.value, e.remediation.value, e.family.value,
+            e.code,
+            e.label,
+            e.outcome.value,
+            e.remediation.value,
+            e.family.value,
             "yes" if e.reroutable else "",
         )
     console.print(table)

@@ -1,0 +1,185 @@
+"""The results store: jobs, their documents, every attempt and every status seen.
+
+The database is the source of truth; the broker only carries job ids.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from dispatcher.clock import utcnow
+
+__all__ = ["Attempt", "Base", "Document", "Job", "JobDocument", "StatusEvent", "UTCDateTime"]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite drops zones, PostgreSQL keeps them."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Document(Base):
+    """A stored document, content-addressed: the same bytes are kept once."""
+
+    __tablename__ = "documents"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mime_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    page_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """One fax to one destination, from submission to its final state."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    to_number: Mapped[str] = mapped_column(String(32))
+    provider: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    send_at: Mapped[datetime | None]
+    deadline: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    next_poll_at: Mapped[datetime | None]
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    immediate_retries: Mapped[int] = mapped_column(Integer, default=0)
+    provider_fax_id: Mapped[str | None] = mapped_column(String(128))
+    last_code: Mapped[str | None] = mapped_column(String(64))
+    last_outcome: Mapped[str | None] = mapped_column(String(16))
+    last_remediation: Mapped[str | None] = mapped_column(String(24))
+    reason: Mapped[str | None] = mapped_column(Text)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    pages_sent: Mapped[int | None] = mapped_column(Integer)
+    cost: Mapped[float | None] = mapped_column(Float)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    documents: Mapped[list[JobDocument]] = relationship(
+        order_by="JobDocument.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+    attempts: Mapped[list[Attempt]] = relationship(
+        order_by="Attempt.number", cascade="all, delete-orphan", lazy="raise_on_sql"
+    )
+
+    __table_args__ = (
+        Index("ix_jobs_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_jobs_state_next_poll_at", "state", "next_poll_at"),
+        Index("ix_jobs_state_updated_at", "state", "updated_at"),
+        Index("ix_jobs_created_at", "created_at"),
+        Index("ix_jobs_to_number", "to_number"),
+    )
+
+
+class JobDocument(Base):
+    """The ordered documents of a job."""
+
+    __tablename__ = "job_documents"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("documents.sha256"))
+    name: Mapped[str] = mapped_column(String(255))
+
+    document: Mapped[Document] = relationship(lazy="joined")
+
+
+class Attempt(Base):
+    """One try at sending a job. Written before the provider is called."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    provider_fax_id: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    status_code: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    remediation: Mapped[str | None] = mapped_column(String(24))
+    pages_sent: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    cost: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "number", name="uq_attempts_job_id_number"),
+        Index("ix_attempts_provider_fax_id", "provider", "provider_fax_id"),
+    )
+
+
+class StatusEvent(Base):
+    """One status observation: a poll, a webhook, a send result or an operator action."""
+
+    __tablename__ = "status_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt_number: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    remediation: Mapped[str | None] = mapped_column(String(24))
+    state_from: Mapped[str | None] = mapped_column(String(16))
+    state_to: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    dedupe_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    observed_at: Mapped[datetime] = mapped_column(default=utcnow)

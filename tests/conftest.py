@@ -1,0 +1,19 @@
+"""Shared fixtures, registered once (fixture modules live in tests/fixtures/)."""
+
+from __future__ import annotations
+
+import pytest
+
+from config.settings import get_settings
+
+pytest_plugins = ["tests.fixtures.database"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """Each test reads settings fresh, with FAX_HOME in a temp dir and no stray .env."""
+    home = tmp_path_factory.mktemp("fax-home")
+    monkeypatch.setenv("FAX_HOME", str(home))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

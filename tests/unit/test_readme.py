@@ -1,0 +1,24 @@
+"""README's two commands are the ones CI and new users run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_commands() -> list[str]:
+    return re.findall(r"```sh\n(.+?)\n```", (ROOT / "README.md").read_text())
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    test_command = next(c for c in readme_commands() if "pytest" in c)
+    assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_both_commands_set_up_their_own_virtualenv() -> None:
+    commands = readme_commands()
+    assert len(commands) >= 2
+    for command in commands[:2]:
+        assert command.startswith("python3 -m venv .venv && .venv/bin/pip install")
