@@ -42,9 +42,7 @@ S = JobState
 #: from-state -> the states it may move to. A self-edge records progress without a move.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.PENDING: frozenset({S.DISPATCHING, S.HELD, S.CANCELLED, S.FAILED}),
-    S.DISPATCHING: frozenset(
-        {S.IN_PROGRESS, S.PENDING, S.HELD, S.FAILED, S.SUCCEEDED, S.CANCELLED}
-    ),
+    S.DISPATCHING: frozenset({S.IN_PROGRESS, S.PENDING, S.HELD, S.FAILED, S.SUCCEEDED}),
     S.IN_PROGRESS: frozenset(
         {S.IN_PROGRESS, S.PENDING, S.HELD, S.SUCCEEDED, S.FAILED, S.CANCELLED}
     ),

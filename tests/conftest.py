@@ -6,7 +6,7 @@ import pytest
 
 from config.settings import get_settings
 
-pytest_plugins = ["tests.fixtures.database"]
+pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.database", "tests.fixtures.sandbox"]
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,12 @@ _RULES: dict[str, tuple[str, Remediation, Family, str]] = {
         Family.TRANSPORT,
         "The provider's answer could not be read; reconciled by reference, then retried.",
     ),
+    "lost": (
+        "Send lost",
+        Remediation.WAIT_AND_RETRY,
+        Family.TRANSPORT,
+        "The worker stopped before the provider accepted the fax; sent again after a backoff.",
+    ),
     "http_5xx": (
         "Provider server error",
         Remediation.WAIT_AND_RETRY,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dispatcher.cli import catalogue as _catalogue  # noqa: F401  (registers commands)
 from dispatcher.cli import db as _db  # noqa: F401
+from dispatcher.cli import jobs as _jobs  # noqa: F401
 from dispatcher.cli import sandbox as _sandbox  # noqa: F401
 from dispatcher.cli._app import app
 

@@ -13,7 +13,7 @@ from dispatcher.cli._app import JsonOption, app, console, print_json
 ProviderArg = Annotated[Provider, typer.Argument(help="faxplus, interfax or optum")]
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})
 def explain(
     provider: ProviderArg,
     code: Annotated[str, typer.Argument(help="The provider's status code")],

@@ -133,8 +133,8 @@ def translate_transport_errors(provider: str, where: str = "request") -> Iterato
 class ProviderHttp:
     """One pooled ``httpx.Client`` for one provider, and the error boundary around it.
 
-    ``client`` (or ``transport``) is the test seam; when given a client, its own base URL,
-    auth and timeouts are used as they are.
+    Paths are joined to ``base_url`` here, and auth and headers go on every call, so an
+    injected ``client`` (or ``transport``), the test seam, brings only timeouts and a pool.
     """
 
     def __init__(
@@ -150,10 +150,9 @@ class ProviderHttp:
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
+        self._auth = auth
+        self._headers = headers or {}
         self.client = client or httpx.Client(
-            base_url=self.base_url,
-            auth=auth,
-            headers=headers,
             timeout=default_timeout(),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections // 2
@@ -176,9 +175,13 @@ class ProviderHttp:
         ``sending`` marks the call that creates a fax: only its failures may have sent one,
         so only they keep ``maybe_sent`` (which makes the caller reconcile by reference).
         """
+        headers = {**self._headers, **kwargs.pop("headers", {})}
+        auth = self._auth or httpx.USE_CLIENT_DEFAULT
         try:
             with translate_transport_errors(self.provider, f"{method} {url}"):
-                response = self.client.request(method, url, **kwargs)
+                response = self.client.request(
+                    method, self.base_url + url, headers=headers, auth=auth, **kwargs
+                )
             if not response.is_success and response.status_code not in allow:
                 raise error_for_response(self.provider, response)
         except ProviderError as error:
@@ -191,7 +194,7 @@ class ProviderHttp:
     def json(
         self, response: httpx.Response, expect: type = object, *, sending: bool = False
     ) -> Any:
-        """A 2xx body as JSON of type ``expect``; anything else is a garbled answer (``protocol``)."""
+        """A 2xx body as JSON of type ``expect``; anything else is a garbled answer."""
         try:
             body = response.json()
         except (ValueError, UnicodeDecodeError):

@@ -142,7 +142,7 @@ class ProviderAdapter(ABC):
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
         """Statuses carried by a provider callback; raises ``ValidationError`` if it is not one."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: adapters without a pool keep this no-op
         """Release pooled connections."""
 
 

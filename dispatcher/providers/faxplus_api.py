@@ -69,3 +69,11 @@ FAX_STATUSES = (
 )
 
 WEBHOOK_EVENT_FAX_SENT = "fax_sent"
+
+# Added for the adapter.
+COMMENT_TAG = "fax-dispatcher"  # our tag on every send's comment; the text is our reference
+LIST_LIMIT = 50  # the largest page GET /faxes allows
+# Sandbox extension, not in the public reference: an outbox record's per-destination fax ids
+# ({number: fax_id}, as returned by ``return_ids``), so a fax still in the outbox can be
+# found, and cancelled, by its fax id.
+OUTBOX_FAX_IDS = "fax_ids"

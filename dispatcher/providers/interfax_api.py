@@ -51,3 +51,16 @@ CALLBACK_TRANSACTION_ID = "TransactionID"
 CALLBACK_STATUS = "Status"
 CALLBACK_PAGES_SENT = "PagesSent"
 CALLBACK_TIME_FORMAT = "%d/%m/%Y %H:%M:%S"
+
+# Added for the adapter.
+MAX_REFERENCE_LENGTH = 60
+BATCH_SIZE = 50  # ids per GET /outbound/search
+FIELD_SUBMIT_TIME = "submitTime"
+FIELD_DURATION = "duration"
+FIELD_UNITS = "units"
+FIELD_COST_PER_UNIT = "costPerUnit"
+CALLBACK_DURATION = "Duration"  # unconfirmed
+CALLBACK_UNITS = "Units"  # unconfirmed
+CALLBACK_COST_PER_UNIT = "CostPerUnit"
+CALLBACK_SUBMIT_TIME = "SubmitTime"  # unconfirmed
+CALLBACK_COMPLETION_TIME = "CompletionTime"

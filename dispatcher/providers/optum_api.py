@@ -71,3 +71,8 @@ FAILED_REASONS = (
 # Webhook event envelope (proposed for fax): type = snake_case of the status.
 EVENT_SOURCE = "https://sandbox.local/fax"
 EVENT_SPEC_VERSION = "1.0"
+
+# Added for the adapter.
+FIELD_CREATED_ON = "createdOn"
+FIELD_UPDATED_ON = "updatedOn"
+SEARCH_BATCH_SIZE = 50  # ids per POST /fax/search (proposed)

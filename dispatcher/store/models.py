@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -92,6 +93,8 @@ class Job(Base):
     next_poll_at: Mapped[datetime | None]
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     immediate_retries: Mapped[int] = mapped_column(Integer, default=0)
+    #: attempt_count when the current retry budget began (an operator retry starts a new one)
+    budget_start: Mapped[int] = mapped_column(Integer, default=0)
     provider_fax_id: Mapped[str | None] = mapped_column(String(128))
     last_code: Mapped[str | None] = mapped_column(String(64))
     last_outcome: Mapped[str | None] = mapped_column(String(16))
@@ -119,6 +122,7 @@ class Job(Base):
         Index("ix_jobs_state_updated_at", "state", "updated_at"),
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_to_number", "to_number"),
+        Index("ix_jobs_provider_fax_id", "provider", "provider_fax_id"),
     )
 
 
@@ -143,8 +147,12 @@ class Attempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
+    #: "send" (a new fax) or "provider_retry" (the provider resends its own fax, Optum)
+    kind: Mapped[str] = mapped_column(String(16), default="send")
     provider: Mapped[str] = mapped_column(String(16))
     reference: Mapped[str] = mapped_column(String(64), unique=True)
+    #: True while a send may have reached the provider but its answer was lost
+    unsettled: Mapped[bool] = mapped_column(Boolean, default=False)
     provider_fax_id: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]

@@ -108,9 +108,11 @@ def test_the_table_has_no_way_out_of_succeeded_or_cancelled() -> None:
                 check("j", final, target)
 
 
-def test_every_active_state_can_be_cancelled() -> None:
-    for state in (JobState.PENDING, JobState.DISPATCHING, JobState.IN_PROGRESS, JobState.HELD):
+def test_every_active_state_but_mid_send_can_be_cancelled() -> None:
+    for state in (JobState.PENDING, JobState.IN_PROGRESS, JobState.HELD):
         check("j", state, JobState.CANCELLED)
+    with pytest.raises(IllegalTransition):
+        check("j", JobState.DISPATCHING, JobState.CANCELLED)
 
 
 def test_scheduler_indexes_exist(engine: Engine) -> None:

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("next_poll_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempt_count", sa.Integer(), nullable=False),
         sa.Column("immediate_retries", sa.Integer(), nullable=False),
+        sa.Column("budget_start", sa.Integer(), nullable=False),
         sa.Column("provider_fax_id", sa.String(length=128), nullable=True),
         sa.Column("last_code", sa.String(length=64), nullable=True),
         sa.Column("last_outcome", sa.String(length=16), nullable=True),
@@ -57,6 +58,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_jobs_created_at", "jobs", ["created_at"], unique=False)
     op.create_index(
+        "ix_jobs_provider_fax_id", "jobs", ["provider", "provider_fax_id"], unique=False
+    )
+    op.create_index(
         "ix_jobs_state_next_attempt_at", "jobs", ["state", "next_attempt_at"], unique=False
     )
     op.create_index("ix_jobs_state_next_poll_at", "jobs", ["state", "next_poll_at"], unique=False)
@@ -67,8 +71,10 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("job_id", sa.String(length=32), nullable=False),
         sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("provider", sa.String(length=16), nullable=False),
         sa.Column("reference", sa.String(length=64), nullable=False),
+        sa.Column("unsettled", sa.Boolean(), nullable=False),
         sa.Column("provider_fax_id", sa.String(length=128), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=True),
@@ -140,6 +146,7 @@ def downgrade() -> None:
     op.drop_index("ix_jobs_state_updated_at", table_name="jobs")
     op.drop_index("ix_jobs_state_next_poll_at", table_name="jobs")
     op.drop_index("ix_jobs_state_next_attempt_at", table_name="jobs")
+    op.drop_index("ix_jobs_provider_fax_id", table_name="jobs")
     op.drop_index("ix_jobs_created_at", table_name="jobs")
     op.drop_table("jobs")
     op.drop_table("documents")

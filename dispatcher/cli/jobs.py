@@ -1,0 +1,189 @@
+"""``faxctl send|status|attempts|list|cancel|hold|resume|retry``: one fax at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from dispatcher import operations, queries
+from dispatcher.cli._app import (
+    EXIT_CONFLICT,
+    EXIT_INVALID,
+    EXIT_NOT_FOUND,
+    JsonOption,
+    app,
+    console,
+    fail,
+    print_json,
+)
+from dispatcher.errors import (
+    IdempotencyConflict,
+    IllegalTransition,
+    JobNotFound,
+    ProviderError,
+    ValidationError,
+)
+from dispatcher.submission import FaxRequest, submit
+
+JobId = Annotated[str, typer.Argument(help="The job id faxctl send printed.")]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map dispatcher errors to the documented exit codes."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise fail(str(exc), EXIT_INVALID) from None
+    except JobNotFound as exc:
+        raise fail(str(exc), EXIT_NOT_FOUND) from None
+    except (IllegalTransition, IdempotencyConflict) as exc:
+        raise fail(str(exc), EXIT_CONFLICT) from None
+    except ProviderError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def send(
+    to: Annotated[str, typer.Argument(help="Destination in E.164, e.g. +12025550100.")],
+    documents: Annotated[list[Path], typer.Argument(help="PDF, TIFF, PNG, JPEG or text files.")],
+    provider: Annotated[str | None, typer.Option(help="faxplus, interfax or optum.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Makes a re-run safe.")] = None,
+    send_at: Annotated[
+        datetime | None, typer.Option(help="ISO time with zone; send no earlier.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit one fax; prints its job id."""
+    blobs = []
+    for path in documents:
+        if not path.is_file():
+            raise fail(f"{path}: no such file", EXIT_INVALID)
+        blobs.append((path.name, path.read_bytes()))
+    with _errors():
+        result = submit(
+            FaxRequest(
+                to=to,
+                documents=blobs,
+                provider=provider,
+                idempotency_key=idempotency_key,
+                send_at=send_at,
+            )
+        )
+    if as_json:
+        print_json({"id": result.job_id, "created": result.created})
+    else:
+        console.print(result.job_id if result.created else f"{result.job_id} (already submitted)")
+
+
+@app.command()
+def status(job_id: JobId, as_json: JsonOption = False) -> None:
+    """A job's state, last provider code and next step."""
+    with _errors():
+        view = queries.get_job(job_id)
+    if as_json:
+        print_json(view)
+        return
+    for key in (
+        "id",
+        "state",
+        "provider",
+        "to",
+        "attempts",
+        "last_code",
+        "remediation",
+        "next_attempt_at",
+        "next_poll_at",
+        "reason",
+    ):
+        if view.get(key) is not None:
+            console.print(f"[bold]{key:>16}[/bold]  {view[key]}", highlight=False)
+
+
+@app.command()
+def attempts(job_id: JobId, as_json: JsonOption = False) -> None:
+    """Every attempt of a job, in order, with the provider's code for each."""
+    with _errors():
+        rows = queries.attempts(job_id)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"attempts of {job_id}")
+    columns = (
+        "number",
+        "kind",
+        "provider",
+        "provider_fax_id",
+        "code",
+        "remediation",
+        "started_at",
+        "finished_at",
+        "pages_sent",
+        "error",
+    )
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    console.print(table)
+
+
+@app.command("list")
+def list_(
+    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Only this provider's jobs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The newest jobs."""
+    rows = queries.list_jobs(state=state, provider=provider, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table()
+    columns = ("id", "state", "provider", "to", "attempts", "last_code", "reason")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    console.print(table)
+
+
+def _operator(action: Callable[[str], Any], job_id: str, as_json: bool) -> None:
+    with _errors():
+        action(job_id)
+        view = queries.get_job(job_id)
+    if as_json:
+        print_json(view)
+    else:
+        console.print(f"{job_id}: {view['state']}")
+
+
+@app.command()
+def cancel(job_id: JobId, as_json: JsonOption = False) -> None:
+    """Cancel a job (at the provider too, if it is being faxed)."""
+    _operator(operations.cancel, job_id, as_json)
+
+
+@app.command()
+def hold(job_id: JobId, as_json: JsonOption = False) -> None:
+    """Keep a pending job from being sent until resumed."""
+    _operator(operations.hold, job_id, as_json)
+
+
+@app.command()
+def resume(job_id: JobId, as_json: JsonOption = False) -> None:
+    """Send a held job again (after adding credit, or after an operator hold)."""
+    _operator(operations.resume, job_id, as_json)
+
+
+@app.command()
+def retry(job_id: JobId, as_json: JsonOption = False) -> None:
+    """Give a failed job a fresh attempt budget and send it again."""
+    _operator(operations.retry, job_id, as_json)

@@ -1,0 +1,41 @@
+"""``faxctl sandbox``: run the local provider sandbox in the foreground."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from dispatcher.cli._app import EXIT_INVALID, app, fail
+
+
+@app.command()
+def sandbox(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    scenarios: Path | None = typer.Option(
+        None, "--scenarios", help="Scenario JSON file (default: the built-in set).", exists=True
+    ),
+    time_scale: float | None = typer.Option(
+        None, "--time-scale", help="Multiplies every hold and delay (default FAX_TIME_SCALE)."
+    ),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", help="Added to every provider call."),
+    faults: str | None = typer.Option(
+        None, "--faults", help="Fault settings as JSON, e.g. '{\"error_rate\": 0.1}'."
+    ),
+) -> None:
+    """Serve FAX.PLUS (/faxplus/v3), InterFAX (/interfax) and Optum (/optum) locally."""
+    from dispatcher.sandbox.faults import FaultConfig, FaultError
+    from dispatcher.sandbox.scenarios import ScenarioError, Scenarios
+    from dispatcher.sandbox.server import run
+
+    if time_scale is not None and time_scale <= 0:
+        raise fail("--time-scale must be > 0", EXIT_INVALID)
+    try:
+        settings = json.loads(faults) if faults else {}
+        fault_config = FaultConfig.parse({"latency_ms": latency_ms, **settings})
+        table = Scenarios.load(scenarios)
+    except (ValueError, FaultError, ScenarioError) as exc:
+        raise fail(str(exc), EXIT_INVALID) from exc
+    run(host, port, scenarios=table, time_scale=time_scale, faults=fault_config)

@@ -1,0 +1,44 @@
+"""Publishing work to the workers. Messages carry job ids only, never fax content.
+
+The Celery app lives in ``workers.app``; it is imported here lazily so the domain
+package does not depend on the worker package at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+__all__ = ["MAX_COUNTDOWN", "publish_dispatch", "publish_poll", "publish_reconcile"]
+
+#: Longest delay that may ride on a broker countdown. Anything longer waits in the
+#: database (next_attempt_at): Redis re-delivers unacked messages after the visibility
+#: timeout, so long countdowns would turn into duplicate deliveries.
+MAX_COUNTDOWN = 60.0
+
+
+def _send(name: str, args: list[object], countdown: float | None = None) -> None:
+    from workers.app import app
+
+    app.send_task(name, args=args, countdown=countdown)
+
+
+def publish_dispatch(attempts: Iterable[tuple[str, int]], countdown: float | None = None) -> None:
+    """Ask a worker to make attempt N of each job. A message for a job that is no longer
+    pending, or whose attempt N was already made, is a no-op when it arrives."""
+    if countdown is not None and countdown > MAX_COUNTDOWN:
+        raise ValueError(f"countdown {countdown}s is over {MAX_COUNTDOWN}s: use next_attempt_at")
+    from workers.app import app
+
+    with app.producer_or_acquire() as producer:
+        for job_id, number in attempts:
+            app.send_task(
+                "fax.dispatch", args=[job_id, number], countdown=countdown, producer=producer
+            )
+
+
+def publish_poll(provider: str, job_ids: Sequence[str]) -> None:
+    _send("fax.poll", [provider, list(job_ids)])
+
+
+def publish_reconcile(job_id: str) -> None:
+    _send("fax.reconcile", [job_id])

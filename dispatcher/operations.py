@@ -1,0 +1,96 @@
+"""Operator actions: cancel, hold, resume, retry. Each is recorded as a status event."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from dispatcher.clock import utcnow
+from dispatcher.errors import IllegalTransition, JobNotFound, ProviderRejected
+from dispatcher.lifecycle import JobState, check, transition
+from dispatcher.messaging import publish_dispatch
+from dispatcher.outcomes import record_event
+from dispatcher.providers.registry import get_adapter
+from dispatcher.store.db import session_scope
+from dispatcher.store.models import Job
+
+__all__ = ["cancel", "hold", "resume", "retry"]
+
+
+def _act(
+    job_id: str, target: JobState, allowed: set[JobState], detail: str, **values: object
+) -> Job:
+    """Move a job for an operator, or explain why not. Returns the job as it now is."""
+    with session_scope() as session:
+        job = _load(session, job_id)
+        if JobState(job.state) not in allowed:
+            raise IllegalTransition(job_id, job.state, target.value)
+        state_from = job.state
+        check(job_id, state_from, target)
+        if not transition(session, job, target, reason=detail, **values):
+            raise IllegalTransition(job_id, "a state that just changed", target.value)
+        record_event(session, job, source="operator", state_from=state_from, detail=detail)
+        return job
+
+
+def _load(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+def cancel(job_id: str, why: str = "cancelled by an operator") -> Job:
+    """Stop a job. A fax in progress is cancelled at the provider first; one the provider
+    has already finished cannot be cancelled (the next poll records how it ended)."""
+    with session_scope() as session:
+        job = _load(session, job_id)
+        provider, fax_id, state = job.provider, job.provider_fax_id, job.state
+    if state == JobState.DISPATCHING:
+        raise IllegalTransition(job_id, "dispatching (being sent right now)", "cancelled")
+    if state == JobState.IN_PROGRESS and fax_id:
+        try:
+            get_adapter(provider).cancel(fax_id)
+        except ProviderRejected as exc:
+            raise IllegalTransition(
+                job_id, f"in_progress ({provider} refused: {exc.message})", "cancelled"
+            ) from exc
+    return _act(
+        job_id,
+        JobState.CANCELLED,
+        {JobState.PENDING, JobState.HELD, JobState.IN_PROGRESS},
+        why,
+        next_attempt_at=None,
+        next_poll_at=None,
+    )
+
+
+def hold(job_id: str, why: str = "held by an operator") -> Job:
+    """Keep a pending job from being sent until it is resumed."""
+    return _act(job_id, JobState.HELD, {JobState.PENDING}, why, next_attempt_at=None)
+
+
+def _requeue(job: Job) -> Job:
+    publish_dispatch([(job.id, job.attempt_count + 1)])
+    return job
+
+
+def resume(job_id: str, why: str = "resumed by an operator") -> Job:
+    """Send a held job again (after credit was added, or an operator hold)."""
+    return _requeue(_act(job_id, JobState.PENDING, {JobState.HELD}, why, next_attempt_at=utcnow()))
+
+
+def retry(job_id: str, why: str = "retried by an operator") -> Job:
+    """Give a failed job a fresh attempt budget and send it again."""
+    with session_scope() as session:
+        attempts = _load(session, job_id).attempt_count
+    return _requeue(
+        _act(
+            job_id,
+            JobState.PENDING,
+            {JobState.FAILED},
+            why,
+            next_attempt_at=utcnow(),
+            budget_start=attempts,
+            immediate_retries=0,
+        )
+    )

@@ -1,0 +1,141 @@
+"""Applying a decision: the one place a classified status becomes a job transition.
+
+Sends, polls, webhooks and reconciliation all end here, so the same status changes a
+job the same way whichever way it arrived, and a status seen twice changes nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from config.settings import get_settings
+from dispatcher.catalogue import StatusEntry
+from dispatcher.clock import utcnow
+from dispatcher.lifecycle import JobState, transition
+from dispatcher.policy import Decision, History, JobOverrides, Step, decide
+from dispatcher.providers.base import ProviderStatus
+from dispatcher.runtime import policy
+from dispatcher.store.models import Attempt, Job, StatusEvent
+
+__all__ = ["apply_decision", "decide_for", "history_of", "record_event"]
+
+_TARGET = {
+    Step.POLL: JobState.IN_PROGRESS,
+    Step.SUCCEED: JobState.SUCCEEDED,
+    Step.RETRY: JobState.PENDING,
+    Step.HOLD: JobState.HELD,
+    Step.FAIL: JobState.FAILED,
+}
+
+
+def history_of(job: Job) -> History:
+    """The job's attempts within its current budget (an operator retry starts a new one)."""
+    return History(job.attempt_count - job.budget_start, job.immediate_retries)
+
+
+def decide_for(job: Job, entry: StatusEntry, retry_after: float | None = None) -> Decision:
+    overrides = JobOverrides.from_options(job.options or {}, get_settings().time_scale)
+    return decide(entry, history_of(job), policy(), overrides, retry_after=retry_after)
+
+
+def record_event(
+    session: Session,
+    job: Job,
+    *,
+    source: str,
+    state_from: str | None,
+    detail: str | None = None,
+    entry: StatusEntry | None = None,
+    attempt_number: int | None = None,
+    payload: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> None:
+    session.add(
+        StatusEvent(
+            job_id=job.id,
+            attempt_number=attempt_number,
+            source=source,
+            code=entry.code if entry else None,
+            outcome=entry.outcome.value if entry else None,
+            remediation=entry.remediation.value if entry else None,
+            state_from=state_from,
+            state_to=job.state,
+            detail=detail,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            observed_at=utcnow(),
+        )
+    )
+
+
+def apply_decision(
+    session: Session,
+    job: Job,
+    attempt: Attempt | None,
+    entry: StatusEntry,
+    decision: Decision,
+    *,
+    source: str,
+    status: ProviderStatus | None = None,
+    error: str | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Move the job as ``decision`` says and record why. False if the job moved meanwhile."""
+    now = utcnow()
+    state_from = job.state
+    code_changed = entry.code != job.last_code or state_from != JobState.IN_PROGRESS
+    target = _TARGET[decision.step]
+    values: dict[str, Any] = {
+        "last_code": entry.code,
+        "last_outcome": entry.outcome.value,
+        "last_remediation": entry.remediation.value,
+        "reason": decision.reason,
+    }
+    if status is not None:
+        if status.pages_sent is not None:
+            values["pages_sent"] = status.pages_sent
+        if status.cost is not None:
+            values["cost"] = status.cost
+    if decision.step is Step.POLL:
+        values["next_poll_at"] = now + timedelta(seconds=decision.delay or 0)
+    elif decision.step is Step.RETRY:
+        values["next_attempt_at"] = now + timedelta(seconds=decision.delay or 0)
+        values["immediate_retries"] = job.immediate_retries + 1 if decision.immediate else 0
+        values["provider_fax_id"] = None
+        values["next_poll_at"] = None
+    else:
+        values["next_poll_at"] = None
+    if not transition(session, job, target, **values):
+        return False
+    if attempt is not None and (decision.step is not Step.POLL or entry.is_final):
+        _finish_attempt(attempt, entry, status, error)
+    if code_changed or decision.step is not Step.POLL:
+        record_event(
+            session,
+            job,
+            source=source,
+            state_from=state_from,
+            detail=decision.reason if error is None else f"{decision.reason}: {error}",
+            entry=entry,
+            attempt_number=attempt.number if attempt else None,
+            payload=dict(status.raw) if status is not None else None,
+            dedupe_key=dedupe_key,
+        )
+    return True
+
+
+def _finish_attempt(
+    attempt: Attempt, entry: StatusEntry, status: ProviderStatus | None, error: str | None
+) -> None:
+    attempt.finished_at = utcnow()
+    attempt.status_code = entry.code
+    attempt.outcome = entry.outcome.value
+    attempt.remediation = entry.remediation.value
+    attempt.error = error
+    if status is not None:
+        attempt.pages_sent = status.pages_sent
+        attempt.cost = status.cost
+        attempt.duration = status.duration

@@ -1,0 +1,27 @@
+"""Per-process shared objects: the loaded retry policy and the document store."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from config.settings import get_settings
+from dispatcher.documents import DocumentStore
+from dispatcher.policy import Policy, load_policy
+
+__all__ = ["document_store", "policy"]
+
+
+@cache
+def _policy(path: str, time_scale: float) -> Policy:
+    return load_policy(Path(path), time_scale)
+
+
+def policy() -> Policy:
+    """The retry policy from FAX_RETRY_POLICY_FILE, scaled by FAX_TIME_SCALE."""
+    settings = get_settings()
+    return _policy(str(settings.retry_policy_file), settings.time_scale)
+
+
+def document_store() -> DocumentStore:
+    return DocumentStore(get_settings().documents_dir)

