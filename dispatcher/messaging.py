@@ -6,7 +6,11 @@ package does not depend on the worker package at import time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from kombu import pools
 
 __all__ = ["MAX_COUNTDOWN", "publish_dispatch", "publish_poll", "publish_reconcile"]
 
@@ -16,10 +20,20 @@ __all__ = ["MAX_COUNTDOWN", "publish_dispatch", "publish_poll", "publish_reconci
 MAX_COUNTDOWN = 60.0
 
 
-def _send(name: str, args: list[object], countdown: float | None = None) -> None:
+@contextmanager
+def _producer() -> Iterator[Any]:
+    """A pooled producer for the broker the current settings name (one pool per URL)."""
     from workers.app import app
+    from workers.broker import broker_url
 
-    app.send_task(name, args=args, countdown=countdown)
+    connection = app.connection_for_write(broker_url())
+    with pools.producers[connection].acquire(block=True) as producer:
+        yield app, producer
+
+
+def _send(name: str, args: list[object], countdown: float | None = None) -> None:
+    with _producer() as (app, producer):
+        app.send_task(name, args=args, countdown=countdown, producer=producer)
 
 
 def publish_dispatch(attempts: Iterable[tuple[str, int]], countdown: float | None = None) -> None:
@@ -27,9 +41,7 @@ def publish_dispatch(attempts: Iterable[tuple[str, int]], countdown: float | Non
     pending, or whose attempt N was already made, is a no-op when it arrives."""
     if countdown is not None and countdown > MAX_COUNTDOWN:
         raise ValueError(f"countdown {countdown}s is over {MAX_COUNTDOWN}s: use next_attempt_at")
-    from workers.app import app
-
-    with app.producer_or_acquire() as producer:
+    with _producer() as (app, producer):
         for job_id, number in attempts:
             app.send_task(
                 "fax.dispatch", args=[job_id, number], countdown=countdown, producer=producer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -12,18 +13,20 @@ from dispatcher.cli._app import EXIT_INVALID, app, fail
 
 @app.command()
 def sandbox(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
-    port: int = typer.Option(8765, "--port", help="Port to listen on."),
-    scenarios: Path | None = typer.Option(
-        None, "--scenarios", help="Scenario JSON file (default: the built-in set).", exists=True
-    ),
-    time_scale: float | None = typer.Option(
-        None, "--time-scale", help="Multiplies every hold and delay (default FAX_TIME_SCALE)."
-    ),
-    latency_ms: float = typer.Option(0.0, "--latency-ms", help="Added to every provider call."),
-    faults: str | None = typer.Option(
-        None, "--faults", help="Fault settings as JSON, e.g. '{\"error_rate\": 0.1}'."
-    ),
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    scenarios: Annotated[
+        Path | None,
+        typer.Option(help="Scenario JSON file (default: the built-in set).", exists=True),
+    ] = None,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(help="Multiplies every hold and delay (default FAX_TIME_SCALE)."),
+    ] = None,
+    latency_ms: Annotated[float, typer.Option(help="Added to every provider call.")] = 0.0,
+    faults: Annotated[
+        str | None, typer.Option(help="Fault settings as JSON, e.g. '{\"error_rate\": 0.1}'.")
+    ] = None,
 ) -> None:
     """Serve FAX.PLUS (/faxplus/v3), InterFAX (/interfax) and Optum (/optum) locally."""
     from dispatcher.sandbox.faults import FaultConfig, FaultError

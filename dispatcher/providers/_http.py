@@ -34,10 +34,11 @@ from dispatcher.errors import (
     ProviderTimeout,
     ProviderTransientError,
 )
-from dispatcher.providers.base import default_timeout
+from dispatcher.providers.base import ProviderAdapter, default_timeout
 
 __all__ = [
     "BearerAuth",
+    "HttpAdapter",
     "ProviderHttp",
     "error_for_response",
     "parse_retry_after",
@@ -224,3 +225,15 @@ class BearerAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
         request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
         yield request
+
+
+class HttpAdapter(ProviderAdapter):
+    """An adapter over one ``ProviderHttp``: its repr names only provider and URL."""
+
+    _http: ProviderHttp
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.name!r}, base_url={self._http.base_url!r})"
+
+    def close(self) -> None:
+        self._http.close()

@@ -20,10 +20,9 @@ from dispatcher.errors import (
     ValidationError,
 )
 from dispatcher.providers import faxplus_api as api
-from dispatcher.providers._http import BearerAuth, ProviderHttp
+from dispatcher.providers._http import BearerAuth, HttpAdapter, ProviderHttp
 from dispatcher.providers.base import (
     Document,
-    ProviderAdapter,
     ProviderStatus,
     SendRequest,
     fill_missing,
@@ -38,7 +37,7 @@ __all__ = ["FaxPlusAdapter"]
 _FORMATS = {"application/pdf": "pdf", "image/tiff": "tiff"}
 
 
-class FaxPlusAdapter(ProviderAdapter):
+class FaxPlusAdapter(HttpAdapter):
     """FAX.PLUS API v3 with a personal access token (or an OAuth2 token and its client id)."""
 
     name = "faxplus"
@@ -63,9 +62,6 @@ class FaxPlusAdapter(ProviderAdapter):
         )
         self._from_number = settings.from_number
 
-    def __repr__(self) -> str:
-        return f"FaxPlusAdapter(base_url={self._http.base_url!r})"
-
     def send(self, request: SendRequest) -> str:
         files = [self._upload(request, document) for document in request.documents]
         body = {
@@ -78,8 +74,11 @@ class FaxPlusAdapter(ProviderAdapter):
         response = self._http.request(
             "POST", _path(api.OUTBOX_PATH), json=body, sending=True, job_id=request.job_id
         )
-        ids = self._http.json(response, dict, sending=True).get("ids") or {}
-        fax_id = ids.get(request.to) if isinstance(ids, dict) else None
+        ids = self._http.json(response, dict, sending=True).get("ids")
+        # One destination, so one id, whatever form the provider keys it by.
+        fax_id = (
+            ids.get(request.to) or next(iter(ids.values()), None) if isinstance(ids, dict) else None
+        )
         if not fax_id:
             raise ProviderTransientError(
                 self.name, "protocol", "the outbox accepted the fax but returned no fax id"
@@ -87,23 +86,17 @@ class FaxPlusAdapter(ProviderAdapter):
         return str(fax_id)
 
     def status(self, fax_id: str) -> ProviderStatus:
-        response = self._http.request("GET", _path(api.FAX_PATH, fax_id=fax_id), allow=(404,))
-        if response.status_code != 404:
-            return _from_fax(self._http.json(response, dict))
-        outbox = self._outbox_by_fax_id()
-        if fax_id in outbox:
-            return _from_outbox(fax_id, outbox[fax_id])
-        # Neither record yet: the outbox hands over to the fax record; ask again later.
-        return ProviderStatus(fax_id=fax_id, code=api.OUTBOX_STATUSES[0])
+        """The fax record once transmission has ended, until then the outbox record."""
+        return self._fax_record(fax_id) or _pending(fax_id, self._outbox_by_fax_id())
 
     def statuses(self, fax_ids: Sequence[str]) -> dict[str, ProviderStatus]:
         """One listing of sent faxes, one of the outbox, then single reads for the rest."""
         wanted = set(fax_ids)
         found = {s.fax_id: s for s in map(_from_fax, self._sent_faxes()) if s.fax_id in wanted}
-        if wanted - found.keys():
-            outbox = self._outbox_by_fax_id()
-            found |= {i: _from_outbox(i, outbox[i]) for i in wanted - found.keys() if i in outbox}
-        return fill_missing(found, fax_ids, self.status)
+        outbox = self._outbox_by_fax_id() if wanted - found.keys() else {}
+        return fill_missing(
+            found, fax_ids, lambda fax_id: self._fax_record(fax_id) or _pending(fax_id, outbox)
+        )
 
     def cancel(self, fax_id: str) -> None:
         record = self._outbox_by_fax_id().get(fax_id)
@@ -141,9 +134,6 @@ class FaxPlusAdapter(ProviderAdapter):
             raise ValidationError("body", "expected a FAX.PLUS hook with data.id and data.status")
         return [_from_fax(data)]
 
-    def close(self) -> None:
-        self._http.close()
-
     def _upload(self, request: SendRequest, document: Document) -> str:
         params = {"format": _FORMATS[document.mime_type]} if document.mime_type in _FORMATS else {}
         response = self._http.request(
@@ -157,6 +147,11 @@ class FaxPlusAdapter(ProviderAdapter):
         if not isinstance(path, str) or not path:
             raise ProviderTransientError(self.name, "protocol", "the upload returned no file path")
         return path
+
+    def _fax_record(self, fax_id: str) -> ProviderStatus | None:
+        """The fax record; None (a 404) while the fax is still in the outbox."""
+        response = self._http.request("GET", _path(api.FAX_PATH, fax_id=fax_id), allow=(404,))
+        return None if response.status_code == 404 else _from_fax(self._http.json(response, dict))
 
     def _sent_faxes(self) -> list[dict[str, Any]]:
         response = self._http.request(
@@ -211,6 +206,13 @@ def _from_fax(record: Mapping[str, Any]) -> ProviderStatus:
         reference=_comment_text(record.get("comment")),
         raw=record,
     )
+
+
+def _pending(fax_id: str, outbox: Mapping[str, Mapping[str, Any]]) -> ProviderStatus:
+    """A fax with no fax record yet: its outbox status, else the first one (handing over)."""
+    if fax_id in outbox:
+        return _from_outbox(fax_id, outbox[fax_id])
+    return ProviderStatus(fax_id=fax_id, code=api.OUTBOX_STATUSES[0])
 
 
 def _from_outbox(fax_id: str, record: Mapping[str, Any]) -> ProviderStatus:

@@ -16,9 +16,8 @@ import httpx
 from config.settings import InterFaxSettings
 from dispatcher.errors import ConfigurationError, ProviderTransientError, ValidationError
 from dispatcher.providers import interfax_api as api
-from dispatcher.providers._http import ProviderHttp
+from dispatcher.providers._http import HttpAdapter, ProviderHttp
 from dispatcher.providers.base import (
-    ProviderAdapter,
     ProviderStatus,
     SendRequest,
     batches,
@@ -31,7 +30,7 @@ from dispatcher.providers.base import (
 __all__ = ["InterFaxAdapter"]
 
 
-class InterFaxAdapter(ProviderAdapter):
+class InterFaxAdapter(HttpAdapter):
     """InterFAX REST with HTTP Basic on every call."""
 
     name = "interfax"
@@ -52,9 +51,6 @@ class InterFaxAdapter(ProviderAdapter):
             client=client,
             transport=transport,
         )
-
-    def __repr__(self) -> str:
-        return f"InterFaxAdapter(base_url={self._http.base_url!r})"
 
     def send(self, request: SendRequest) -> str:
         if len(request.reference) > api.MAX_REFERENCE_LENGTH:
@@ -122,9 +118,6 @@ class InterFaxAdapter(ProviderAdapter):
                 raw=form,
             )
         ]
-
-    def close(self) -> None:
-        self._http.close()
 
     def _search(self, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
         response = self._http.request("GET", api.SEARCH_PATH, params=params)

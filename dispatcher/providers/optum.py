@@ -21,9 +21,8 @@ from pydantic import SecretStr
 from config.settings import OptumSettings
 from dispatcher.errors import ConfigurationError, ProviderTransientError, ValidationError
 from dispatcher.providers import optum_api as api
-from dispatcher.providers._http import ProviderHttp, error_for_response
+from dispatcher.providers._http import HttpAdapter, ProviderHttp, error_for_response
 from dispatcher.providers.base import (
-    ProviderAdapter,
     ProviderStatus,
     SendRequest,
     batches,
@@ -103,7 +102,7 @@ class ClientCredentials(httpx.Auth):
         return request
 
 
-class OptumAdapter(ProviderAdapter):
+class OptumAdapter(HttpAdapter):
     """Optum fax management; also exposes Optum's own retry, hold, revive and attempts."""
 
     name = "optum"
@@ -129,9 +128,6 @@ class OptumAdapter(ProviderAdapter):
             transport=transport,
         )
         self._webhook_secret = settings.webhook_secret
-
-    def __repr__(self) -> str:
-        return f"OptumAdapter(base_url={self._http.base_url!r})"
 
     def send(self, request: SendRequest) -> str:
         metadata = {**request.metadata, api.METADATA_REFERENCE_KEY: request.reference}
@@ -205,9 +201,6 @@ class OptumAdapter(ProviderAdapter):
         """Each transmission attempt Optum made, in order, as Optum describes it."""
         response = self._http.request("GET", api.ATTEMPTS_PATH.format(fax_id=fax_id))
         return [a for a in self._http.json(response, list) if isinstance(a, dict)]
-
-    def close(self) -> None:
-        self._http.close()
 
     def _fax(self, method: str, template: str, fax_id: str) -> ProviderStatus:
         response = self._http.request(method, template.format(fax_id=fax_id))

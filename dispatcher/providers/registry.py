@@ -89,7 +89,10 @@ def build_adapter(
         builder = _BUILDERS[provider]
     except KeyError:
         raise ConfigurationError(f"unknown provider {provider!r}") from None
-    return builder(settings, client)
+    try:
+        return builder(settings, client)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc}; configure it, or set FAX_SANDBOX_URL") from exc
 
 
 def get_adapter(provider: str) -> ProviderAdapter:

@@ -38,8 +38,9 @@ def build_router(ctx: Context) -> APIRouter:
 
     @router.post("/reset")
     async def reset() -> dict[str, Any]:
-        """Forget every fax, send, registration and fault change (the clock keeps its offset)."""
+        """Forget every fax, send, registration and fault change; unfreeze the clock."""
         store.reset()
+        store.clock.freeze(False)
         ctx.faults.reset()
         return {"reset": True}
 
@@ -66,6 +67,13 @@ def build_router(ctx: Context) -> APIRouter:
         offset = store.clock.advance(seconds)
         store.wakeup.set()
         return {"now": to_datetime(store.now()).isoformat(), "offset": offset}
+
+    @router.post("/clock")
+    async def clock(frozen: bool) -> dict[str, Any]:
+        """Freeze the clock (it then moves only on ``advance``) or let it run again."""
+        store.clock.freeze(frozen)
+        store.wakeup.set()
+        return {"frozen": frozen, "now": to_datetime(store.now()).isoformat()}
 
     @router.get("/webhooks")
     async def webhooks() -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from dispatcher.sandbox.documents import (
 from dispatcher.sandbox.errors import Answer, Dropped, fault_response, faxplus_error
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Segment, Timeline, to_datetime
-from dispatcher.sandbox.webhooks import Delivery, compact_json
+from dispatcher.sandbox.webhooks import Delivery, Notifier, compact_json
 
 __all__ = ["PREFIX", "build_router", "notifier"]
 
@@ -433,12 +433,15 @@ def _validate_outbox(
     if not isinstance(options, dict):
         raise _error(400, "invalid_request", "options is not of type 'object'.")
     retry = options.get("retry") or {}
-    if not (0 <= int(retry.get("count", 0)) <= 3 and 0 <= int(retry.get("delay", 0)) <= 30):
+    count, delay = retry.get("count", 0), retry.get("delay", 0)
+    if not (
+        isinstance(count, int) and 0 <= count <= 3 and isinstance(delay, int) and 0 <= delay <= 30
+    ):
         raise _error(400, "invalid_request", "retry count must be 0..3 and delay 0..30.")
     return src, destinations, files, comment, options
 
 
-def notifier(ctx: Context):
+def notifier(ctx: Context) -> Notifier:
     """The ``fax_sent`` hook deliveries for a fax that just completed."""
 
     def deliveries(fax_id: str) -> list[Delivery]:

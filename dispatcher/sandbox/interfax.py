@@ -30,7 +30,7 @@ from dispatcher.sandbox.documents import (
 from dispatcher.sandbox.errors import Answer, Dropped, fault_response, interfax_error
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Mark, Segment, Timeline, to_datetime
-from dispatcher.sandbox.webhooks import Delivery
+from dispatcher.sandbox.webhooks import Delivery, Notifier
 
 __all__ = ["PREFIX", "build_router", "notifier"]
 
@@ -328,7 +328,7 @@ def _date(raw: str | None) -> float | None:
         raise _error(400, api.ERROR_NO_RECIPIENT, "Invalid argument", str(exc)) from exc
 
 
-def notifier(ctx: Context):
+def notifier(ctx: Context) -> Notifier:
     """Web Feedback: one form-encoded POST when a fax completes, to the configured URL."""
 
     def deliveries(fax_id: str) -> list[Delivery]:

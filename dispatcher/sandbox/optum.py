@@ -27,7 +27,7 @@ from dispatcher.sandbox.documents import count_pages, extension, media_type
 from dispatcher.sandbox.errors import Answer, Dropped, fault_response, optum_problem
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Mark, Segment, Timeline, to_datetime
-from dispatcher.sandbox.webhooks import Delivery, compact_json, sign
+from dispatcher.sandbox.webhooks import Delivery, Notifier, compact_json, sign
 
 __all__ = ["PREFIX", "build_router", "missed_events", "notifier"]
 
@@ -271,7 +271,8 @@ def build_router(ctx: Context) -> APIRouter:
                 created=ctx.store.now(),
             )
             faxes[fax.id] = fax
-            start_attempt(fax, manual=False, reference=metadata.get(api.METADATA_REFERENCE_KEY))
+            first = start_attempt(fax, False, metadata.get(api.METADATA_REFERENCE_KEY))
+            fax.created = first.segments[0].started
             body = _fax_json(fax, ctx.store.now())
         if ctx.faults.drop_after_accept("optum", number):
             return Dropped()
@@ -447,7 +448,7 @@ def _sent_date(raw: Any) -> date | None:
         ) from exc
 
 
-def notifier(ctx: Context):
+def notifier(ctx: Context) -> Notifier:
     """A signed event when a fax reaches a terminal status, with 3 retries then a missed event."""
 
     def deliveries(fax_id: str) -> list[Delivery]:

@@ -82,6 +82,10 @@ class SandboxServer:
         """Move the sandbox clock forward (real seconds, after FAX_TIME_SCALE)."""
         self.control("POST", "/advance", params={"seconds": seconds})
 
+    def freeze(self, frozen: bool = True) -> None:
+        """Freeze the sandbox clock (it then moves only on ``advance``) until reset."""
+        self.control("POST", "/clock", params={"frozen": frozen})
+
     def faults(self, **settings: Any) -> dict[str, Any]:
         """Change fault settings at run time (see ``FaultConfig``); returns the new ones."""
         return self.control("PUT", "/faults", json=settings)

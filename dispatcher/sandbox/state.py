@@ -38,20 +38,34 @@ def to_datetime(moment: float) -> datetime:
 
 
 class Clock:
-    """Wall time plus an offset that ``advance`` moves forward, so tests need not sleep."""
+    """Wall time plus an offset that ``advance`` moves forward, so tests need not sleep.
+
+    A frozen clock only moves on ``advance``: tests that check in-progress statuses freeze it
+    so a slow machine cannot skip a phase. Time never goes backwards, frozen or not.
+    """
 
     def __init__(self) -> None:
         self._offset = 0.0
+        self._frozen_at: float | None = None
         self._lock = threading.Lock()
 
     def now(self) -> float:
         with self._lock:
-            return time.time() + self._offset
+            base = time.time() if self._frozen_at is None else self._frozen_at
+            return base + self._offset
 
     def advance(self, seconds: float) -> float:
         with self._lock:
             self._offset += seconds
             return self._offset
+
+    def freeze(self, frozen: bool) -> None:
+        with self._lock:
+            if frozen and self._frozen_at is None:
+                self._frozen_at = time.time()
+            elif not frozen and self._frozen_at is not None:
+                self._offset += self._frozen_at - time.time()
+                self._frozen_at = None
 
 
 @dataclass(slots=True)

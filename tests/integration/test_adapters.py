@@ -18,9 +18,16 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from config.settings import FaxPlusSettings, InterFaxSettings, OptumSettings, Settings
+from config.settings import (
+    FaxPlusSettings,
+    InterFaxSettings,
+    OptumSettings,
+    Settings,
+    get_settings,
+)
 from dispatcher.catalogue import Outcome, Remediation, classify, classify_transport
 from dispatcher.errors import (
+    ConfigurationError,
     ProviderAuthError,
     ProviderError,
     ProviderRateLimited,
@@ -31,7 +38,7 @@ from dispatcher.errors import (
 )
 from dispatcher.providers import faxplus_api, optum_api
 from dispatcher.providers.base import Document, ProviderAdapter, ProviderStatus, SendRequest
-from dispatcher.providers.registry import PROVIDERS, build_adapter
+from dispatcher.providers.registry import PROVIDERS, build_adapter, clear_adapters, get_adapter
 from dispatcher.sandbox.scenarios import DEFAULT_FILE
 from dispatcher.sandbox.server import SandboxServer
 
@@ -385,6 +392,26 @@ def test_an_adapter_shows_no_secret(adapter: ProviderAdapter, sandbox: SandboxSe
     assert sandbox.url in text
     for secret in ("alohi_pat_sandbox", "sandbox:sandbox", "client_secret", "Bearer", "Basic"):
         assert secret not in text
+
+
+def test_a_provider_with_neither_credentials_nor_sandbox_is_a_configuration_error(
+    provider: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match=provider):
+        build_adapter(provider, Settings(sandbox_url=None))
+
+
+def test_each_process_keeps_one_adapter_per_provider(
+    provider: str, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAX_SANDBOX_URL", sandbox.url)
+    get_settings.cache_clear()
+
+    try:
+        assert get_adapter(provider) is get_adapter(provider)
+        assert sandbox.url in repr(get_adapter(provider))
+    finally:
+        clear_adapters()
 
 
 # --- webhooks -------------------------------------------------------------------------------

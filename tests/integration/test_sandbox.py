@@ -1,0 +1,492 @@
+"""The provider sandbox over raw HTTP: auth, validation, scenarios, faults, accounting, hooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from dispatcher.sandbox.server import SandboxServer
+
+PDF = b"%PDF-1.4\n%sandbox\n"
+FAXPLUS_AUTH = {"Authorization": "Bearer alohi_pat_sandbox"}
+INTERFAX_AUTH = ("sandbox", "sandbox")
+TENANT = "00000000-0000-0000-0000-000000000001"
+
+
+@pytest.fixture
+def http(sandbox: SandboxServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sandbox.url, timeout=5) as client:
+        yield client
+
+
+def optum_headers(http: httpx.Client) -> dict[str, str]:
+    token = http.post(
+        "/optum/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "sandbox",
+            "client_secret": "sandbox",
+        },
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}", "X-Optum-Tenant-Id": TENANT}
+
+
+def faxplus_send(
+    http: httpx.Client, to: str, reference: str = "ref", **extra: Any
+) -> httpx.Response:
+    upload = http.post(
+        "/faxplus/v3/accounts/self/files",
+        params={"format": "pdf"},
+        files={"fax_file": ("doc.pdf", PDF, "application/pdf")},
+        headers=FAXPLUS_AUTH,
+    )
+    assert upload.status_code == 200, upload.text
+    body = {
+        "from": "no_number",
+        "to": [to],
+        "files": [upload.json()["path"]],
+        "comment": {"text": reference, "tags": []},
+        "return_ids": True,
+        **extra,
+    }
+    return http.post("/faxplus/v3/accounts/self/outbox", json=body, headers=FAXPLUS_AUTH)
+
+
+def interfax_send(http: httpx.Client, number: str, reference: str = "ref") -> httpx.Response:
+    return http.post(
+        "/interfax/outbound/faxes",
+        params={"faxNumber": number, "reference": reference},
+        content=PDF,
+        headers={"Content-Type": "application/pdf"},
+        auth=INTERFAX_AUTH,
+    )
+
+
+def optum_send(
+    http: httpx.Client, headers: dict[str, str], number: str, reference: str = "ref"
+) -> httpx.Response:
+    return http.post(
+        "/optum/fax",
+        data={"faxNumber": number, "metadata": json.dumps({"reference": reference})},
+        files={"document": ("doc.pdf", PDF, "application/pdf")},
+        headers=headers,
+    )
+
+
+def interfax_status(http: httpx.Client, fax_id: str) -> int:
+    return http.get(f"/interfax/outbound/faxes/{fax_id}", auth=INTERFAX_AUTH).json()["status"]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll ``condition`` until it is truthy or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not met before the deadline")
+
+
+# Auth -------------------------------------------------------------------------------------
+
+
+def test_auth_is_refused_in_each_providers_shape(http: httpx.Client):
+    faxplus = http.get("/faxplus/v3/accounts/self/outbox", headers={"Authorization": "Bearer x"})
+    assert faxplus.status_code == 401
+    assert faxplus.json()["error"] == "invalid_token"
+
+    interfax = http.get("/interfax/outbound/faxes", auth=("sandbox", "nope"))
+    assert interfax.status_code == 401
+    assert interfax.json()["code"] == -1003
+
+    token = http.post(
+        "/optum/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": "sandbox", "client_secret": "x"},
+    )
+    assert token.status_code == 401
+    no_token = http.get("/optum/fax/abc", headers={"X-Optum-Tenant-Id": TENANT})
+    assert no_token.status_code == 401
+    assert no_token.headers["content-type"] == "application/problem+json"
+    headers = optum_headers(http)
+    no_tenant = http.get("/optum/fax/abc", headers={"Authorization": headers["Authorization"]})
+    assert no_tenant.status_code == 400
+
+
+def test_optum_token_by_basic_auth_and_tenant_isolation(http: httpx.Client):
+    token = http.post(
+        "/optum/oauth/token", data={"grant_type": "client_credentials"}, auth=("sandbox", "sandbox")
+    )
+    assert token.json()["token_type"] == "Bearer"
+    headers = optum_headers(http)
+    fax_id = optum_send(http, headers, "2025550100").json()["faxId"]
+    other = {**headers, "X-Optum-Tenant-Id": "someone-else"}
+    assert http.get(f"/optum/fax/{fax_id}", headers=other).status_code == 404
+
+
+# Validation -------------------------------------------------------------------------------
+
+
+def test_faxplus_validation(http: httpx.Client):
+    assert faxplus_send(http, "12025550100").json()["error"] == "invalid_number"
+    upload = http.post(
+        "/faxplus/v3/accounts/self/files",
+        files={"fax_file": ("evil.exe", b"MZ", "application/x-msdownload")},
+        headers=FAXPLUS_AUTH,
+    )
+    assert upload.status_code == 400
+    empty = http.post(
+        "/faxplus/v3/accounts/self/files",
+        files={"fax_file": ("doc.pdf", b"", "application/pdf")},
+        headers=FAXPLUS_AUTH,
+    )
+    assert empty.status_code == 400
+    too_many = faxplus_send(http, "+12025550100", files=["/transient-x"] * 11)
+    assert (too_many.status_code, too_many.json()["error"]) == (400, "too_many_files")
+    as_string = faxplus_send(http, "+12025550100", comment="plain")
+    assert as_string.status_code == 400
+
+
+def test_interfax_validation(http: httpx.Client):
+    bad_number = interfax_send(http, "call me")
+    assert (bad_number.status_code, bad_number.json()["code"]) == (400, -112)
+    unsupported = http.post(
+        "/interfax/outbound/faxes",
+        params={"faxNumber": "+12025550100"},
+        content=b"MZ",
+        headers={"Content-Type": "application/x-msdownload"},
+        auth=INTERFAX_AUTH,
+    )
+    assert unsupported.status_code == 415
+    empty = http.post(
+        "/interfax/outbound/faxes",
+        params={"faxNumber": "+12025550100"},
+        files=[("file", ("a.pdf", b"", "application/pdf"))],
+        auth=INTERFAX_AUTH,
+    )
+    assert (empty.status_code, empty.json()["code"]) == (400, -123)
+
+
+def test_optum_validation(http: httpx.Client):
+    headers = optum_headers(http)
+    assert optum_send(http, headers, "+44 20 7946 0000").status_code == 400
+    unsupported = http.post(
+        "/optum/fax",
+        data={"faxNumber": "2025550100"},
+        files={"document": ("doc.docx", b"PK", "application/msword")},
+        headers=headers,
+    )
+    assert unsupported.status_code == 415
+    empty = http.post(
+        "/optum/fax",
+        data={"faxNumber": "2025550100"},
+        files={"document": ("doc.pdf", b"", "application/pdf")},
+        headers=headers,
+    )
+    assert empty.status_code == 400
+    assert empty.json()["errors"] == {"document": ["empty"]}
+
+
+# Scenarios and progress -------------------------------------------------------------------
+
+
+def test_faxplus_progresses_from_outbox_to_fax_record(sandbox: SandboxServer, http: httpx.Client):
+    sandbox.freeze()  # statuses below are checked phase by phase
+    sent = faxplus_send(http, "+12025550107", reference="ref-partial")
+    assert sent.status_code == 201
+    fax_id = sent.json()["ids"]["+12025550107"]
+    outbox = http.get("/faxplus/v3/accounts/self/outbox", headers=FAXPLUS_AUTH).json()["records"]
+    assert [(o["status"], o["comment"]["text"]) for o in outbox] == [("submitted", "ref-partial")]
+    assert (
+        http.get(f"/faxplus/v3/accounts/self/faxes/{fax_id}", headers=FAXPLUS_AUTH).status_code
+        == 404
+    )
+
+    sandbox.advance(1)
+    fax = http.get(f"/faxplus/v3/accounts/self/faxes/{fax_id}", headers=FAXPLUS_AUTH).json()
+    assert (fax["status"], fax["pages"], fax["comment"]) == ("partially_sent", 2, "ref-partial")
+    outbox_id = outbox[0]["id"]
+    gone = http.get(f"/faxplus/v3/accounts/self/outbox/{outbox_id}", headers=FAXPLUS_AUTH)
+    assert gone.status_code == 404
+
+
+def test_interfax_shows_in_progress_codes_then_the_final_code(
+    sandbox: SandboxServer, http: httpx.Client
+):
+    sandbox.freeze()  # statuses below are checked phase by phase
+    location = interfax_send(http, "0012025550103").headers["location"]
+    fax_id = location.rsplit("/", 1)[-1]
+    assert interfax_status(http, fax_id) == -2
+    sandbox.advance(0.06)  # past half of the 0.1 s hold
+    assert interfax_status(http, fax_id) == -3
+    sandbox.advance(1)
+    assert interfax_status(http, fax_id) == 6028
+    found = http.get("/interfax/outbound/search", params={"reference": "ref"}, auth=INTERFAX_AUTH)
+    assert [r["id"] for r in found.json()] == [int(fax_id)]
+
+
+def test_optum_lifecycle_with_retry_hold_revive_and_stop(
+    sandbox: SandboxServer, http: httpx.Client
+):
+    sandbox.freeze()  # statuses below are checked phase by phase
+    headers = optum_headers(http)
+    fax = optum_send(http, headers, "12025550105", reference="ref-o").json()
+    assert fax["faxStatus"] == "FaxReceived"
+    fax_id = fax["faxId"]
+    sandbox.advance(1)
+    failed = http.get(f"/optum/fax/{fax_id}", headers=headers).json()
+    assert (failed["faxStatus"], failed["failedReason"]) == ("FaxFailed", "TransmissionError")
+    assert http.put(f"/optum/fax/{fax_id}/hold", headers=headers).status_code == 409
+
+    assert http.put(f"/optum/fax/{fax_id}/retry", headers=headers).json()["faxStatus"] == "FaxRetry"
+    held = http.put(f"/optum/fax/{fax_id}/hold", headers=headers).json()
+    assert held["faxStatus"] == "FaxHeld"
+    sandbox.advance(1)
+    assert http.get(f"/optum/fax/{fax_id}", headers=headers).json()["faxStatus"] == "FaxHeld"
+    http.put(f"/optum/fax/{fax_id}/revive", headers=headers)
+    sandbox.advance(1)
+    assert http.get(f"/optum/fax/{fax_id}", headers=headers).json()["faxStatus"] == "FaxSent"
+    assert http.put(f"/optum/fax/{fax_id}/retry", headers=headers).status_code == 409
+    attempts = http.get(f"/optum/fax/{fax_id}/attempts", headers=headers).json()
+    assert [(a["isManualRetry"], a["attemptStatus"]) for a in attempts] == [
+        (False, "Failed"),
+        (True, "Sent"),
+    ]
+    today = failed["createdOn"][:10]
+    found = http.post(
+        "/optum/fax/search",
+        json={"faxSentDate": today, "showFaxStatusChangeHistory": True},
+        headers=headers,
+    ).json()
+    assert [(f["faxId"], f["metadata"]["reference"]) for f in found] == [(fax_id, "ref-o")]
+    assert "FaxHeld" in [h["faxStatus"] for h in found[0]["faxStatusChangeHistory"]]
+
+    long_hold = optum_send(http, headers, "2025550109").json()["faxId"]
+    stopping = http.delete(f"/optum/fax/{long_hold}", headers=headers).json()
+    assert stopping["faxStatus"] == "FaxReceivedForCancel"
+    sandbox.advance(1)
+    assert (
+        http.get(f"/optum/fax/{long_hold}", headers=headers).json()["faxStatus"] == "FaxCancelled"
+    )
+
+
+def test_unknown_numbers_succeed_and_lists_repeat_their_last_code(
+    sandbox: SandboxServer, http: httpx.Client
+):
+    ids = [
+        interfax_send(http, n).headers["location"].rsplit("/", 1)[-1]
+        for n in ("+15555550123", "+12025550102", "+12025550102")
+    ]
+    sandbox.advance(1)
+    assert [interfax_status(http, i) for i in ids] == [0, 3935, 3935]
+
+
+# Accounting -------------------------------------------------------------------------------
+
+
+def test_send_log_counts_every_accepted_send_and_reset_clears_it(
+    sandbox: SandboxServer, http: httpx.Client
+):
+    faxplus_send(http, "+12025550101", reference="r-fp")
+    interfax_send(http, "+12025550101", reference="r-ifx")
+    interfax_send(http, "bad")  # refused: not a send
+    optum_send(http, optum_headers(http), "2025550101", reference="r-opt")
+    sends = sandbox.sends()
+    assert [(s["provider"], s["reference"], s["attempt"], s["to"]) for s in sends] == [
+        ("faxplus", "r-fp", 1, "+12025550101"),
+        ("interfax", "r-ifx", 1, "+12025550101"),
+        ("optum", "r-opt", 1, "+12025550101"),
+    ]
+    assert all(s["fax_id"] and s["at"] for s in sends)
+    assert sandbox.sends(reference="r-ifx")[0]["provider"] == "interfax"
+
+    sandbox.reset()
+    assert sandbox.sends() == []
+    interfax_send(http, "+12025550101")
+    assert sandbox.sends()[0]["attempt"] == 1  # the scenario cursor was reset too
+
+
+def test_advance_moves_the_clock(sandbox: SandboxServer, http: httpx.Client):
+    sandbox.freeze()  # statuses below are checked phase by phase
+    fax_id = interfax_send(http, "+12025550109").headers["location"].rsplit("/", 1)[-1]
+    sandbox.advance(35)
+    assert interfax_status(http, fax_id) == -3
+    sandbox.advance(2)
+    assert interfax_status(http, fax_id) == 0
+    assert http.post("/_sandbox/advance", params={"seconds": -1}).status_code == 400
+
+
+# Faults -----------------------------------------------------------------------------------
+
+
+def test_injected_server_errors_and_rate_limits(sandbox: SandboxServer, http: httpx.Client):
+    sandbox.faults(error_rate=1, error_status=502)
+    failed = http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH)
+    assert (failed.status_code, failed.json()["code"]) == (502, -150)
+    assert http.get("/_sandbox/sends").status_code == 200  # control endpoints are never hit
+
+    sandbox.faults(error_rate=0, rate_limit_rate=1, retry_after=7)
+    limited = http.get("/optum/fax/x", headers={"X-Optum-Tenant-Id": TENANT})
+    assert (limited.status_code, limited.headers["retry-after"]) == (429, "7")
+    assert limited.json()["status"] == 429
+
+
+def test_faults_can_be_limited_to_providers(sandbox: SandboxServer, http: httpx.Client):
+    sandbox.faults(error_rate=1, providers=["optum"])
+    assert http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH).status_code == 200
+    assert http.get("/optum/fax/x").status_code == 503
+
+
+def test_latency_is_added(sandbox: SandboxServer, http: httpx.Client):
+    sandbox.faults(latency_ms=[150, 200])
+    started = time.monotonic()
+    http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH)
+    assert time.monotonic() - started >= 0.15
+
+
+def test_read_timeout_and_dropped_connections(sandbox: SandboxServer, http: httpx.Client):
+    sandbox.faults(timeout_rate=1, timeout_seconds=1)
+    with pytest.raises(httpx.ReadTimeout):
+        http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH, timeout=0.2)
+    sandbox.faults(timeout_rate=0, drop_rate=1)
+    with pytest.raises(httpx.RemoteProtocolError):
+        http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH)
+    sandbox.faults(drop_rate=0)
+    assert sandbox.sends() == []
+
+
+def test_number_faults_hit_sends_to_that_number_only(sandbox: SandboxServer, http: httpx.Client):
+    sandbox.faults(numbers={"+12025550100": "429", "+12025550102": "drop"})
+    assert interfax_send(http, "+12025550100").status_code == 429
+    with pytest.raises(httpx.RemoteProtocolError):
+        faxplus_send(http, "+12025550102")
+    assert interfax_send(http, "+12025550101").status_code == 201
+    assert [s["to"] for s in sandbox.sends()] == ["+12025550101"]
+
+
+@pytest.mark.parametrize("provider", ["faxplus", "interfax", "optum"])
+def test_drop_after_accept_records_the_send_then_drops(
+    sandbox: SandboxServer, http: httpx.Client, provider: str
+):
+    sandbox.faults(numbers={"+12025550100": "drop_after_accept"})
+    with pytest.raises(httpx.RemoteProtocolError):
+        if provider == "faxplus":
+            faxplus_send(http, "+12025550100", reference="lost")
+        elif provider == "interfax":
+            interfax_send(http, "+12025550100", reference="lost")
+        else:
+            optum_send(http, optum_headers(http), "2025550100", reference="lost")
+    assert [(s["provider"], s["reference"]) for s in sandbox.sends()] == [(provider, "lost")]
+
+
+def test_bad_fault_settings_are_refused(http: httpx.Client):
+    assert http.put("/_sandbox/faults", json={"error_rate": 2}).status_code == 400
+    assert http.put("/_sandbox/faults", json={"numbers": {"+1202": "boom"}}).status_code == 400
+
+
+# Webhooks ---------------------------------------------------------------------------------
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.received.append((self.path, dict(self.headers), body))  # type: ignore[attr-defined]
+        status = self.server.statuses.pop(0) if self.server.statuses else 200  # type: ignore[attr-defined]
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.received = []  # type: ignore[attr-defined]
+    server.statuses = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _url(receiver: ThreadingHTTPServer, path: str) -> str:
+    return f"http://127.0.0.1:{receiver.server_address[1]}{path}"
+
+
+def test_faxplus_hook_delivers_fax_sent(
+    sandbox: SandboxServer, http: httpx.Client, receiver: ThreadingHTTPServer
+):
+    hook = {"target": _url(receiver, "/fp"), "event": "fax_sent"}
+    assert http.post("/faxplus/v3/hooks", json=hook, headers=FAXPLUS_AUTH).status_code == 201
+    fax_id = faxplus_send(http, "+12025550100").json()["ids"]["+12025550100"]
+    sandbox.advance(1)
+    _, _, body = wait_for(lambda: receiver.received)[0]
+    payload = json.loads(body)
+    assert payload["hook"]["event"] == "fax_sent"
+    assert (payload["data"]["id"], payload["data"]["status"]) == (fax_id, "success")
+
+
+def test_interfax_callback_is_form_encoded(
+    sandbox: SandboxServer, http: httpx.Client, receiver: ThreadingHTTPServer
+):
+    http.put("/_sandbox/interfax/callback", json={"url": _url(receiver, "/ifx")})
+    fax_id = interfax_send(http, "+12025550104").headers["location"].rsplit("/", 1)[-1]
+    sandbox.advance(1)
+    _, headers, body = wait_for(lambda: receiver.received)[0]
+    form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert (form["TransactionID"], form["Status"], form["PagesSent"]) == (fax_id, "6027", "0")
+
+
+def test_optum_events_are_signed_and_retried_then_missed(
+    sandbox: SandboxServer, http: httpx.Client, receiver: ThreadingHTTPServer
+):
+    headers = optum_headers(http)
+    endpoint = {"url": _url(receiver, "/opt"), "auth": {"apiKey": {"key": "s3cret"}}}
+    assert (
+        http.post("/optum/fax/webhook/endpoints", json=endpoint, headers=headers).status_code == 200
+    )
+    assert (
+        http.get("/optum/fax/webhook/endpoints", headers=headers).json()["url"] == endpoint["url"]
+    )
+
+    receiver.statuses.extend([500, 200])  # type: ignore[attr-defined]
+    fax_id = optum_send(http, headers, "2025550100").json()["faxId"]
+    sandbox.advance(1)
+    deliveries = wait_for(lambda: len(receiver.received) == 2 and receiver.received)
+    _, sent_headers, body = deliveries[1]
+    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert sent_headers["X-Optum-Webhook-Callback-Hmac-Signature"] == expected
+    event = json.loads(body)
+    assert (event["type"], event["data"]["faxId"], event["data"]["faxStatus"]) == (
+        "fax_sent",
+        fax_id,
+        "FaxSent",
+    )
+
+    receiver.statuses.extend([500] * 4)  # type: ignore[attr-defined]
+    missed_id = optum_send(http, headers, "2025550102").json()["faxId"]
+    sandbox.advance(1)
+    missed = wait_for(lambda: http.get("/_sandbox/optum/missed-events").json())
+    assert missed[0]["faxId"] == missed_id
+    assert len(receiver.received) == 6
+    history = http.post(
+        "/optum/fax/search",
+        json={"faxId": missed_id, "showFaxStatusChangeHistory": True},
+        headers=headers,
+    ).json()[0]
+    assert history["faxStatus"] == "FaxFailed"
+    assert history["faxStatusChangeHistory"][-1]["faxStatus"] == "FaxWebhookUpdateFailed"

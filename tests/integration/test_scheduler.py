@@ -1,0 +1,127 @@
+"""The tick on a real database and a real broker: what it publishes, and at what cost."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlalchemy import Engine, event, insert
+
+from config.settings import get_settings
+from dispatcher.clock import utcnow
+from dispatcher.lifecycle import JobState
+from dispatcher.scheduler import tick
+from dispatcher.store.models import Job
+
+_db_index = iter(range(8, 16))
+
+
+@pytest.fixture
+def queue(broker_url: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """Point this process at the test database and a clean broker database."""
+    url = f"{broker_url.rsplit('/', 1)[0]}/{next(_db_index)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    monkeypatch.setenv("FAX_BROKER_URL", url)
+    monkeypatch.setenv("FAX_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    yield client
+    client.close()
+
+
+def add_jobs(engine: Engine, count: int, state: JobState, **values: object) -> None:
+    now = utcnow()
+    rows = [
+        {
+            "id": uuid.uuid4().hex,
+            "to_number": "+12025550100",
+            "provider": ["interfax", "faxplus", "optum"][i % 3],
+            "state": state.value,
+            "version": 1,
+            "request_hash": "0" * 64,
+            "attempt_count": 0,
+            "immediate_retries": 0,
+            "budget_start": 0,
+            "pages": 1,
+            "metadata": {},
+            "options": {},
+            "created_at": now,
+            "updated_at": now,
+            **values,
+        }
+        for i in range(count)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(Job), rows)
+
+
+def messages(client: redis.Redis, queue_name: str) -> list[dict]:
+    return [json.loads(raw) for raw in client.lrange(queue_name, 0, -1)]
+
+
+def test_due_pending_jobs_are_published_once_with_their_next_attempt_number(
+    engine: Engine, queue: redis.Redis
+) -> None:
+    add_jobs(engine, 30, JobState.PENDING, next_attempt_at=utcnow() - timedelta(seconds=1))
+    add_jobs(engine, 5, JobState.PENDING, next_attempt_at=utcnow() + timedelta(hours=1))
+    first = tick()
+    second = tick()
+    assert (first.dispatched, second.dispatched) == (30, 0)
+    published = messages(queue, "dispatch")
+    assert len(published) == 30
+    assert {m["headers"]["task"] for m in published} == {"fax.dispatch"}
+    assert all(json.loads(base64.b64decode(m["body"]))[0][1] == 1 for m in published)
+
+
+def test_due_polls_are_batched_per_provider(engine: Engine, queue: redis.Redis) -> None:
+    add_jobs(
+        engine,
+        120,
+        JobState.IN_PROGRESS,
+        next_poll_at=utcnow() - timedelta(seconds=1),
+        provider_fax_id="x",
+    )
+    report = tick()
+    assert report.polled == 120
+    assert report.poll_batches == 3  # 40 per provider, batch size 50
+    assert len(messages(queue, "poll")) == 3
+
+
+def test_statements_grow_with_batches_not_with_jobs(engine: Engine, queue: redis.Redis) -> None:
+    add_jobs(
+        engine,
+        400,
+        JobState.IN_PROGRESS,
+        next_poll_at=utcnow() - timedelta(seconds=1),
+        provider_fax_id="x",
+    )
+    add_jobs(engine, 400, JobState.PENDING)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    report = tick()
+    assert (report.dispatched, report.polled) == (400, 400)
+    assert len(statements) <= 8, statements
+
+
+@pytest.mark.postgres
+def test_two_beats_at_once_split_the_work(
+    postgres_url: str, queue: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dispatcher.store.db import engine_for
+    from tests.fixtures.database import _truncate
+
+    engine = engine_for(postgres_url)
+    _truncate(engine)
+    monkeypatch.setenv("FAX_DATABASE_URL", postgres_url)
+    get_settings.cache_clear()
+    add_jobs(engine, 600, JobState.PENDING)
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: tick(), range(2)))
+    assert sum(r.dispatched for r in reports) == 600
+    assert len(messages(queue, "dispatch")) == 600
