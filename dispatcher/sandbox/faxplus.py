@@ -153,6 +153,7 @@ def _outbox_json(ctx: Context, item: OutboxItem, now: float) -> dict[str, Any]:
         "contact_name": "",
         "designated_src": "",
         "extra_info": {},
+        api.OUTBOX_FAX_IDS: item.fax_ids,
         "file_changes": [],
     }
 
