@@ -82,4 +82,3 @@ def resume(job_id: str) -> dict[str, Any]:
 def retry(job_id: str) -> dict[str, Any]:
     operations.retry(job_id)
     return get(job_id)
-

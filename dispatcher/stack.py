@@ -34,9 +34,24 @@ COMPONENTS = ("sandbox", "worker", "beat", "api", "flower")
 def worker_command(concurrency: int, name: str = "worker") -> list[str]:
     """The Celery worker command line: threads, since a worker mostly waits on HTTP."""
     return [
-        sys.executable, "-m", "celery", "-A", "workers.app", "worker",
-        "-Q", "dispatch,poll,events", "-P", "threads", "-c", str(concurrency),
-        "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "-Q",
+        "dispatch,poll,events",
+        "-P",
+        "threads",
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
     ]
 
 
@@ -117,17 +132,20 @@ class LocalStack:
         path = self.home / "credentials.json"
         if path.exists():
             return json.loads(path.read_text())
-        values = {"api_token": secrets.token_urlsafe(24),
-                  "flower_basic_auth": f"admin:{secrets.token_urlsafe(12)}"}
+        values = {
+            "api_token": secrets.token_urlsafe(24),
+            "flower_basic_auth": f"admin:{secrets.token_urlsafe(12)}",
+        }
         path.touch(mode=0o600)
         path.write_text(json.dumps(values))
         return values
 
     def _needs_sandbox(self) -> bool:
         s = self.settings
-        return not (
-            s.faxplus.token and s.interfax.password and s.optum.client_secret
-        ) and "sandbox" in self.components
+        return (
+            not (s.faxplus.token and s.interfax.password and s.optum.client_secret)
+            and "sandbox" in self.components
+        )
 
     def start(self) -> None:
         settings = self.settings
@@ -152,31 +170,53 @@ class LocalStack:
             port = _free_port(self.ports["sandbox"])
             url = f"http://127.0.0.1:{port}"
             self.env["FAX_SANDBOX_URL"] = url
-            self._spawn("sandbox", [*faxctl, "sandbox", "--port", str(port)],
-                        _http_ready(f"{url}/_sandbox/sends"), url)
+            self._spawn(
+                "sandbox",
+                [*faxctl, "sandbox", "--port", str(port)],
+                _http_ready(f"{url}/_sandbox/sends"),
+                url,
+            )
         if "worker" in self.components:
             log = self.home / "logs" / "worker.log"
             offset = log.stat().st_size if log.exists() else 0
-            self._spawn("worker", worker_command(self.concurrency),
-                        lambda: b" ready." in log.read_bytes()[offset:])
+            self._spawn(
+                "worker",
+                worker_command(self.concurrency),
+                lambda: b" ready." in log.read_bytes()[offset:],
+            )
         if "beat" in self.components:
             schedule = self.home / "celerybeat-schedule"
             self._spawn(
                 "beat",
-                [sys.executable, "-m", "celery", "-A", "workers.app", "beat",
-                 "--schedule", str(schedule), "--loglevel", "INFO"],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers.app",
+                    "beat",
+                    "--schedule",
+                    str(schedule),
+                    "--loglevel",
+                    "INFO",
+                ],
                 lambda: True,
             )
         if "api" in self.components:
             port = _free_port(self.ports["api"])
             url = f"http://127.0.0.1:{port}"
-            self._spawn("api", [*faxctl, "api", "--port", str(port)],
-                        _http_ready(f"{url}/healthz"), url)
+            self._spawn(
+                "api", [*faxctl, "api", "--port", str(port)], _http_ready(f"{url}/healthz"), url
+            )
         if "flower" in self.components:
             port = _free_port(self.ports["flower"])
             url = f"http://127.0.0.1:{port}"
-            self._spawn("flower", [*faxctl, "flower", "--port", str(port)],
-                        _http_ready(f"{url}/healthcheck"), url)
+            self._spawn(
+                "flower",
+                [*faxctl, "flower", "--port", str(port)],
+                _http_ready(f"{url}/healthcheck"),
+                url,
+            )
         self._write_state()
 
     def _write_state(self) -> None:

@@ -1,0 +1,178 @@
+"""``/v1/faxes``: submit a fax, read it back, and act on it as an operator would.
+
+Routes are plain ``def`` functions: FastAPI runs them in its threadpool, so the blocking
+database and broker calls never stall the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Response, UploadFile
+
+from dispatcher import operations, queries
+from dispatcher.api.auth import require_token
+from dispatcher.api.errors import ERROR_RESPONSES
+from dispatcher.catalogue import Provider
+from dispatcher.errors import JobNotFound, ValidationError
+from dispatcher.lifecycle import JobState
+from dispatcher.store.models import Job
+from dispatcher.submission import FaxRequest, submit
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v1/faxes",
+    tags=["faxes"],
+    dependencies=[Depends(require_token)],
+    responses=ERROR_RESPONSES,
+)
+
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_PAGE = 500
+
+
+def _job_id(job_id: Annotated[str, Path(description="The id returned on submit.")]) -> str:
+    """Anything that is not one of our ids cannot name a job: 404 before any query."""
+    if not _JOB_ID.fullmatch(job_id):
+        raise JobNotFound(job_id[:64])
+    return job_id
+
+
+JobId = Annotated[str, Depends(_job_id)]
+
+
+def _time(field: str, raw: str | None) -> datetime | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ValidationError(
+            field, "must be an ISO 8601 time, e.g. 2030-01-31T09:00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        raise ValidationError(field, "must include a time zone (Z or +hh:mm)")
+    return value
+
+
+def _object(field: str, raw: str | None) -> dict[str, Any]:
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValidationError(field, "must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be a JSON object")
+    return value
+
+
+def _idempotency_key(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    key = raw.strip()
+    if len(key) > 255 or _CONTROL.search(key):
+        raise ValidationError("Idempotency-Key", "at most 255 printable characters")
+    return key
+
+
+def _document(index: int, upload: UploadFile) -> tuple[str, bytes]:
+    name = _CONTROL.sub("", upload.filename or "") or f"document-{index}"
+    return name, upload.file.read()
+
+
+@router.post("", status_code=201, summary="Submit a fax")
+def create_fax(
+    response: Response,
+    to: Annotated[str, Form(description="Destination in E.164, e.g. +12025550100.")],
+    documents: Annotated[list[UploadFile], File(description="PDF, TIFF, PNG, JPEG, ...")],
+    provider: Annotated[Provider | None, Form(description="Default: the configured one.")] = None,
+    send_at: Annotated[str | None, Form(description="ISO 8601 time with a zone.")] = None,
+    metadata: Annotated[str | None, Form(description="A JSON object of strings.")] = None,
+    options: Annotated[
+        str | None, Form(description='JSON: {"max_attempts": 1-20, "retry_delay": seconds}')
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", description="Makes a retry safe.")
+    ] = None,
+) -> dict[str, Any]:
+    """201 with the new job; 200 with the existing job when the key was seen with the same
+    content; 409 when the key was used for different content."""
+    request = FaxRequest(
+        to=to,
+        documents=[_document(i, d) for i, d in enumerate(documents)],
+        provider=provider.value if provider else None,
+        idempotency_key=_idempotency_key(idempotency_key),
+        send_at=_time("send_at", send_at),
+        metadata=_object("metadata", metadata),
+        options=_object("options", options),
+    )
+    result = submit(request)
+    if not result.created:
+        response.status_code = 200
+    response.headers["Location"] = f"{router.prefix}/{result.job_id}"
+    return queries.get_job(result.job_id)
+
+
+@router.get("", summary="List faxes, newest first")
+def list_faxes(
+    state: JobState | None = None,
+    provider: Provider | None = None,
+    since: Annotated[str | None, Query(description="Created at or after (ISO 8601).")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    before: Annotated[str | None, Query(description="The previous page's `next`.")] = None,
+) -> dict[str, Any]:
+    """A page of jobs and the cursor of the next page (null on the last one)."""
+    if before is not None and not _JOB_ID.fullmatch(before):
+        raise ValidationError("before", "not a cursor from a previous page")
+    try:
+        items = queries.list_jobs(
+            state=state.value if state else None,
+            provider=provider.value if provider else None,
+            since=_time("since", since),
+            limit=limit + 1,
+            before=before,
+        )
+    except JobNotFound:
+        raise ValidationError("before", "not a cursor from a previous page") from None
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": items, "next": items[-1]["id"] if more else None}
+
+
+@router.get("/{job_id}", summary="Read one fax")
+def get_fax(job_id: JobId) -> dict[str, Any]:
+    return queries.get_job(job_id)
+
+
+@router.get("/{job_id}/attempts", summary="Every attempt of a fax, in order")
+def get_attempts(job_id: JobId) -> list[dict[str, Any]]:
+    return queries.attempts(job_id)
+
+
+@router.get("/{job_id}/events", summary="Every status seen for a fax, in order")
+def get_events(job_id: JobId) -> list[dict[str, Any]]:
+    return queries.events(job_id)
+
+
+def _action(name: str, act: Callable[[str], Job], summary: str) -> None:
+    """One ``POST /{job_id}/<name>`` route: 409 when the job's state does not allow it."""
+
+    def route(job_id: JobId) -> dict[str, Any]:
+        act(job_id)
+        return queries.get_job(job_id)
+
+    route.__name__ = f"{name}_fax"
+    router.post(f"/{{job_id}}/{name}", summary=summary)(route)
+
+
+_action("cancel", operations.cancel, "Cancel a fax (at the provider too, if in progress)")
+_action("hold", operations.hold, "Keep a pending fax from being sent")
+_action("resume", operations.resume, "Send a held fax again")
+_action("retry", operations.retry, "Give a failed fax a fresh attempt budget")

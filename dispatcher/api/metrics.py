@@ -1,0 +1,109 @@
+"""``GET /metrics``: Prometheus text, computed from the database and broker at scrape time.
+
+A custom collector reads the truth on every scrape (jobs by state, attempts by provider
+and remediation, the oldest due job, broker queue depths) rather than counting in this
+process: the API may run as several processes, and the workers change the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import redis
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import and_, case, func, or_, select
+
+from dispatcher.api.auth import require_token
+from dispatcher.clock import utcnow
+from dispatcher.lifecycle import JobState
+from dispatcher.store.db import session_scope
+from dispatcher.store.models import Attempt, Job
+from workers.broker import broker_url
+
+__all__ = ["QUEUES", "FaxCollector", "router"]
+
+log = logging.getLogger(__name__)
+
+#: The Celery queues (workers.app); with Redis each is a list named after the queue.
+QUEUES = ("dispatch", "poll", "events")
+
+
+class FaxCollector(Collector):
+    """Gauges read fresh from the results store and the broker on each scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._database()
+        depth = self._queue_depth()
+        if depth is not None:
+            yield depth
+
+    def _database(self) -> Iterator[Metric]:
+        now = utcnow()
+        due = or_(
+            and_(Job.state == JobState.PENDING, Job.next_attempt_at <= now),
+            and_(Job.state == JobState.IN_PROGRESS, Job.next_poll_at <= now),
+        )
+        with session_scope() as session:
+            states = dict(
+                session.execute(select(Job.state, func.count()).group_by(Job.state)).tuples()
+            )
+            attempts = session.execute(
+                select(Attempt.provider, Attempt.remediation, func.count()).group_by(
+                    Attempt.provider, Attempt.remediation
+                )
+            ).all()
+            due_at = case(
+                (Job.state == JobState.PENDING, Job.next_attempt_at), else_=Job.next_poll_at
+            )
+            oldest = session.scalar(select(func.min(due_at)).where(due))
+        jobs = GaugeMetricFamily("fax_jobs", "Jobs by state.", labels=["state"])
+        for state in JobState:
+            jobs.add_metric([state.value], states.get(state.value, 0))
+        yield jobs
+        by_remediation = GaugeMetricFamily(
+            "fax_attempts",
+            "Attempts by provider and the remediation of their outcome (none: no answer yet).",
+            labels=["provider", "remediation"],
+        )
+        for provider, remediation, count in attempts:
+            by_remediation.add_metric([provider, remediation or "none"], count)
+        yield by_remediation
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        yield GaugeMetricFamily(
+            "fax_oldest_due_job_age_seconds",
+            "How long the longest-waiting due send or poll has been due (0: none is due).",
+            value=max(age, 0.0),
+        )
+
+    def _queue_depth(self) -> Metric | None:
+        """Messages waiting per queue; left out (and logged) while the broker is down."""
+        client = redis.Redis.from_url(broker_url(), socket_connect_timeout=2, socket_timeout=2)
+        try:
+            lengths = [client.llen(queue) for queue in QUEUES]
+        except redis.RedisError as exc:
+            log.warning("metrics: broker unreachable: %s", type(exc).__name__)
+            return None
+        finally:
+            client.close()
+        depth = GaugeMetricFamily(
+            "fax_queue_depth", "Messages waiting in each broker queue.", labels=["queue"]
+        )
+        for queue, length in zip(QUEUES, lengths, strict=True):
+            depth.add_metric([queue], length)
+        return depth
+
+
+_registry = CollectorRegistry(auto_describe=False)
+_registry.register(FaxCollector())
+
+
+router = APIRouter(tags=["operations"], dependencies=[Depends(require_token)])
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics() -> Response:
+    return Response(generate_latest(_registry), media_type=CONTENT_TYPE_LATEST)
