@@ -25,7 +25,7 @@ from dispatcher.errors import (
     ValidationError,
 )
 
-__all__ = ["ERROR_RESPONSES", "ErrorBody", "install"]
+__all__ = ["ERROR_RESPONSES", "ErrorBody", "error_response", "install"]
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _error(
+def error_response(
     status: int, kind: str, message: str, field: str | None = None, **headers: str
 ) -> JSONResponse:
+    """The one error shape, for handlers and for middleware that answers by itself."""
     body: dict[str, Any] = {"error": kind, "message": message}
     if field is not None:
         body["field"] = field
@@ -66,7 +67,7 @@ def _error(
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ValidationError)
-    return _error(422, "validation", exc.reason, exc.field)
+    return error_response(422, "validation", exc.reason, exc.field)
 
 
 async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
@@ -75,31 +76,31 @@ async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0]
     location = [str(part) for part in first.get("loc", ())]
     field = ".".join(location[1:]) or (location[0] if location else "request")
-    return _error(422, "validation", str(first.get("msg", "invalid")), field)
+    return error_response(422, "validation", str(first.get("msg", "invalid")), field)
 
 
 async def _not_found(_: Request, exc: Exception) -> JSONResponse:
-    return _error(404, "not_found", str(exc))
+    return error_response(404, "not_found", str(exc))
 
 
 async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     kind = "idempotency_conflict" if isinstance(exc, IdempotencyConflict) else "illegal_transition"
-    return _error(409, kind, str(exc))
+    return error_response(409, kind, str(exc))
 
 
 async def _provider(_: Request, exc: Exception) -> JSONResponse:
     """The provider failed, not the request: the caller may try again later."""
-    return _error(502, "provider_error", str(exc))
+    return error_response(502, "provider_error", str(exc))
 
 
 async def _configuration(_: Request, exc: Exception) -> JSONResponse:
     log.error("configuration error: %s", exc)
-    return _error(503, "not_configured", str(exc))
+    return error_response(503, "not_configured", str(exc))
 
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return _error(
+    return error_response(
         exc.status_code,
         _KINDS.get(exc.status_code, "error"),
         str(exc.detail),
@@ -110,7 +111,7 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback here, and a body that reveals nothing."""
     log.exception("unhandled error", exc_info=exc)
-    return _error(500, "internal", "internal error; see the server log")
+    return error_response(500, "internal", "internal error; see the server log")
 
 
 def install(app: FastAPI) -> None:

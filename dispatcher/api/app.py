@@ -1,0 +1,76 @@
+"""The FastAPI application: routes, error handlers, and the request size limit.
+
+``create_app()`` builds a new app each call (tests build their own after setting the
+environment); settings are read per request, so no app holds a stale copy.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dispatcher.api import errors, faxes, metrics, webhooks
+
+__all__ = ["MAX_REQUEST_BYTES", "BodyLimit", "create_app"]
+
+#: The largest request body accepted. Every provider caps a fax well below this (the
+#: largest at 30 MiB of documents), so anything bigger cannot be sent and is refused
+#: before it is read.
+MAX_REQUEST_BYTES = 50 * 1024 * 1024
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before a byte is read; a body
+    without one (chunked), or longer than it claimed, is refused once the count passes the
+    limit, so an oversized upload is never buffered whole.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_REQUEST_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"the request body is over the limit of {self.limit} bytes"
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await errors.error_response(413, "too_large", message)(scope, receive, send)
+            return
+        received = 0
+
+        async def counting() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, message)  # answered by the app's HTTPException handler
+            return message
+
+        await self.app(scope, counting, send)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="fax-dispatcher",
+        version="1",
+        description=(
+            "Submit faxes, follow them, and act on them. Every route but /healthz and the "
+            "provider webhooks needs `Authorization: Bearer <token>` (FAX_API_TOKENS)."
+        ),
+    )
+    errors.install(app)
+    app.include_router(faxes.router)
+    app.include_router(webhooks.router)
+    app.include_router(metrics.router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES)
+    return app
