@@ -71,6 +71,7 @@ class Settings(BaseSettings):
         default=None, description="Redis URL; default is the embedded valkey under FAX_HOME."
     )
     retry_policy_file: Path = CONFIG_DIR / "retry_policy.toml"
+    routing_file: Path = CONFIG_DIR / "routing.toml"
     time_scale: float = Field(
         default=1.0,
         gt=0,

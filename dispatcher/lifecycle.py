@@ -41,7 +41,7 @@ ACTIVE_STATES = frozenset(JobState) - FINAL_STATES
 S = JobState
 #: from-state -> the states it may move to. A self-edge records progress without a move.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    S.PENDING: frozenset({S.DISPATCHING, S.HELD, S.CANCELLED, S.FAILED}),
+    S.PENDING: frozenset({S.PENDING, S.DISPATCHING, S.HELD, S.CANCELLED, S.FAILED}),
     S.DISPATCHING: frozenset({S.IN_PROGRESS, S.PENDING, S.HELD, S.FAILED, S.SUCCEEDED}),
     S.IN_PROGRESS: frozenset(
         {S.IN_PROGRESS, S.PENDING, S.HELD, S.SUCCEEDED, S.FAILED, S.CANCELLED}

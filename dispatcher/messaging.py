@@ -8,16 +8,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from kombu import pools
 
-__all__ = ["MAX_COUNTDOWN", "publish_dispatch", "publish_poll", "publish_reconcile"]
+from config.settings import get_settings
+
+__all__ = [
+    "MAX_COUNTDOWN",
+    "publish_dispatch",
+    "publish_poll",
+    "publish_reconcile",
+    "redelivery_guard",
+]
 
 #: Longest delay that may ride on a broker countdown. Anything longer waits in the
 #: database (next_attempt_at): Redis re-delivers unacked messages after the visibility
 #: timeout, so long countdowns would turn into duplicate deliveries.
 MAX_COUNTDOWN = 60.0
+
+
+def redelivery_guard() -> timedelta:
+    """How long a published job waits before the tick publishes it again, in case the
+    message was lost: longer than a tick, so a queued message is not doubled."""
+    settings = get_settings()
+    return timedelta(seconds=max(settings.scaled(60.0), 2 * settings.tick_interval))
 
 
 @contextmanager

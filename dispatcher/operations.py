@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from dispatcher import guards
 from dispatcher.clock import utcnow
 from dispatcher.errors import IllegalTransition, JobNotFound, ProviderRejected
 from dispatcher.lifecycle import JobState, check, transition
@@ -29,7 +30,9 @@ def _act(
         if not transition(session, job, target, reason=detail, **values):
             raise IllegalTransition(job_id, "a state that just changed", target.value)
         record_event(session, job, source="operator", state_from=state_from, detail=detail)
-        return job
+    if target is not JobState.PENDING:
+        guards.release_line(job.to_number, job.id)
+    return job
 
 
 def _load(session: Session, job_id: str) -> Job:

@@ -12,20 +12,22 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
-from dispatcher.catalogue import StatusEntry
+from dispatcher import guards
+from dispatcher.catalogue import Family, Outcome, StatusEntry
 from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState, transition
-from dispatcher.policy import Decision, History, JobOverrides, Step, decide
+from dispatcher.policy import Decision, History, JobOverrides, PartialSend, Step, decide
 from dispatcher.providers.base import ProviderStatus
 from dispatcher.runtime import policy
 from dispatcher.store.models import Attempt, Job, StatusEvent
 
-__all__ = ["apply_decision", "decide_for", "history_of", "record_event"]
+__all__ = ["apply_decision", "decide_for", "history_of", "next_on_route", "record_event"]
 
 _TARGET = {
     Step.POLL: JobState.IN_PROGRESS,
     Step.SUCCEED: JobState.SUCCEEDED,
     Step.RETRY: JobState.PENDING,
+    Step.REROUTE: JobState.PENDING,
     Step.HOLD: JobState.HELD,
     Step.FAIL: JobState.FAILED,
 }
@@ -36,9 +38,25 @@ def history_of(job: Job) -> History:
     return History(job.attempt_count - job.budget_start, job.immediate_retries)
 
 
+def next_on_route(job: Job) -> str | None:
+    """The provider after the job's current one on its route, if any."""
+    route = job.route or [job.provider]
+    if job.provider not in route:
+        return None
+    index = route.index(job.provider)
+    return route[index + 1] if index + 1 < len(route) else None
+
+
 def decide_for(job: Job, entry: StatusEntry, retry_after: float | None = None) -> Decision:
     overrides = JobOverrides.from_options(job.options or {}, get_settings().time_scale)
-    return decide(entry, history_of(job), policy(), overrides, retry_after=retry_after)
+    return decide(
+        entry,
+        history_of(job),
+        policy(),
+        overrides,
+        retry_after=retry_after,
+        next_provider=next_on_route(job),
+    )
 
 
 def record_event(
@@ -101,15 +119,27 @@ def apply_decision(
             values["cost"] = status.cost
     if decision.step is Step.POLL:
         values["next_poll_at"] = now + timedelta(seconds=decision.delay or 0)
-    elif decision.step is Step.RETRY:
+    elif target is JobState.PENDING:
         values["next_attempt_at"] = now + timedelta(seconds=decision.delay or 0)
         values["immediate_retries"] = job.immediate_retries + 1 if decision.immediate else 0
         values["provider_fax_id"] = None
         values["next_poll_at"] = None
+        if decision.step is Step.REROUTE:
+            values["provider"] = next_on_route(job)
+            values["resend_from_page"] = 0
+        elif _resends_remaining(job, entry, status):
+            values["resend_from_page"] = job.resend_from_page + (status.pages_sent or 0)
     else:
         values["next_poll_at"] = None
+    number, job_id = job.to_number, job.id
     if not transition(session, job, target, **values):
         return False
+    if target is JobState.IN_PROGRESS:
+        guards.keep_line(number, job_id)
+    else:
+        guards.release_line(number, job_id)
+    if entry.family is Family.BUSY and decision.step is Step.RETRY:
+        guards.share_busy(number, decision.delay or 0.0)
     if attempt is not None and (decision.step is not Step.POLL or entry.is_final):
         _finish_attempt(attempt, entry, status, error)
     if code_changed or decision.step is not Step.POLL:
@@ -125,6 +155,16 @@ def apply_decision(
             dedupe_key=dedupe_key,
         )
     return True
+
+
+def _resends_remaining(job: Job, entry: StatusEntry, status: ProviderStatus | None) -> bool:
+    partial = JobOverrides.from_options(job.options or {}).partial
+    return (
+        entry.outcome is Outcome.PARTIAL
+        and partial is PartialSend.RESEND_REMAINING
+        and status is not None
+        and bool(status.pages_sent)
+    )
 
 
 def _finish_attempt(

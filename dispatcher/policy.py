@@ -22,6 +22,7 @@ __all__ = [
     "Decision",
     "History",
     "JobOverrides",
+    "PartialSend",
     "Policy",
     "RetryPolicy",
     "Step",
@@ -100,12 +101,21 @@ class Policy:
         return self.provider_poll.get(provider, self.poll)
 
 
+class PartialSend(StrEnum):
+    """What to do when only some pages went through."""
+
+    RESEND_ALL = "resend_all"
+    RESEND_REMAINING = "resend_remaining"
+    ACCEPT = "accept"
+
+
 @dataclass(frozen=True, slots=True)
 class JobOverrides:
     """A job's own retry settings; they win over every configured level."""
 
     max_attempts: int | None = None
     retry_delay: float | None = None
+    partial: PartialSend = PartialSend.RESEND_ALL
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], scale: float = 1.0) -> JobOverrides:
@@ -113,6 +123,7 @@ class JobOverrides:
         return cls(
             max_attempts=options.get("max_attempts"),
             retry_delay=None if delay is None else float(delay) * scale,
+            partial=PartialSend(options.get("partial", PartialSend.RESEND_ALL)),
         )
 
     def apply(self, policy: RetryPolicy) -> RetryPolicy:
@@ -143,6 +154,7 @@ class History:
 class Step(StrEnum):
     POLL = "poll"
     RETRY = "retry"
+    REROUTE = "reroute"
     HOLD = "hold"
     SUCCEED = "succeed"
     FAIL = "fail"
@@ -169,11 +181,24 @@ def decide(
     overrides: JobOverrides = JobOverrides(),
     rng: random.Random | None = None,
     retry_after: float | None = None,
+    next_provider: str | None = None,
 ) -> Decision:
-    """Turn one classified status into the next step for the job."""
+    """Turn one classified status into the next step for the job.
+
+    ``next_provider`` is the next provider on the job's route, if it has one: a
+    reroutable failure moves there at once instead of waiting on the same provider.
+    """
     rng = rng or random.Random()
     what = f"{entry.provider} {entry.code} ({entry.label})"
     timing = policy.poll_timing(entry.provider)
+    if entry.outcome is Outcome.PARTIAL and overrides.partial is PartialSend.ACCEPT:
+        return Decision(Step.SUCCEED, f"partial result accepted: {what}")
+    if entry.reroutable and entry.outcome is Outcome.FAILURE and next_provider is not None:
+        backoff = overrides.apply(policy.backoff(entry.provider, entry.family))
+        if history.attempts < backoff.max_attempts:
+            return Decision(
+                Step.REROUTE, f"rerouted to {next_provider}: {what}", policy.immediate_delay
+            )
     match entry.remediation:
         case Remediation.SUCCESS:
             return Decision(Step.SUCCEED, f"delivered: {what}")

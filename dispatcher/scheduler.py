@@ -20,7 +20,12 @@ from sqlalchemy.orm import Session
 from config.settings import get_settings
 from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState
-from dispatcher.messaging import publish_dispatch, publish_poll, publish_reconcile
+from dispatcher.messaging import (
+    publish_dispatch,
+    publish_poll,
+    publish_reconcile,
+    redelivery_guard,
+)
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Job
 
@@ -58,7 +63,7 @@ def tick(now: datetime | None = None) -> TickReport:
     settings = get_settings()
     now = now or utcnow()
     batch = settings.tick_batch_size
-    guard = now + timedelta(seconds=max(settings.scaled(60.0), 2 * settings.tick_interval))
+    guard = now + redelivery_guard()
     stuck_before = now - timedelta(seconds=settings.dispatch_lease)
     with session_scope() as session:
         pending = _claim_due(

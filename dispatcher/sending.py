@@ -22,12 +22,14 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatcher import guards
 from dispatcher.catalogue import classify_transport
 from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderError, ProviderRateLimited
 from dispatcher.lifecycle import JobState, transition
-from dispatcher.messaging import MAX_COUNTDOWN, publish_dispatch
-from dispatcher.outcomes import apply_decision, decide_for, record_event
+from dispatcher.messaging import MAX_COUNTDOWN, publish_dispatch, redelivery_guard
+from dispatcher.outcomes import apply_decision, decide_for, next_on_route, record_event
+from dispatcher.pages import pages_after
 from dispatcher.policy import Step
 from dispatcher.providers.base import Document, ProviderStatus, SendRequest
 from dispatcher.providers.registry import get_adapter
@@ -65,8 +67,12 @@ def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) ->
         last = _last_attempt(session, job)
         if last is not None and last.unsettled and _settle(session, job, last):
             return "settled an earlier send instead of sending again"
+        hold = guards.check_send(job.id, job.to_number, job.provider, bool(next_on_route(job)))
+        if hold is not None:
+            return _defer(session, job, hold)
         number = job.attempt_count + 1
         if not transition(session, job, JobState.DISPATCHING, attempt_count=number):
+            guards.release_line(job.to_number, job.id)
             return "skipped: claimed by another worker"
         attempt = Attempt(
             job_id=job.id,
@@ -82,10 +88,7 @@ def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) ->
             job_id=job.id,
             reference=attempt.reference,
             to=job.to_number,
-            documents=[
-                Document(d.name, d.document.mime_type, document_store().get(d.sha256))
-                for d in job.documents
-            ],
+            documents=_documents(job),
             metadata=job.meta or {},
         )
         provider = job.provider
@@ -97,6 +100,41 @@ def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) ->
         return _send_failed(job_id, number, exc)
     _record_sent(job_id, number, fax_id, source="dispatch")
     return f"sent as {provider} fax {fax_id}"
+
+
+def _documents(job: Job) -> list[Document]:
+    """The job's documents; after a partial send, only the pages not yet delivered."""
+    store = document_store()
+    documents = [Document(d.name, d.document.mime_type, store.get(d.sha256)) for d in job.documents]
+    if job.resend_from_page <= 0:
+        return documents
+    remaining = pages_after(documents, job.resend_from_page)
+    return documents if remaining is None else [remaining]
+
+
+def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
+    """Leave the job pending until the hold passes; no worker waits for it."""
+    number = job.attempt_count + 1
+    values: dict[str, object] = {}
+    if hold.failover:
+        values["provider"] = next_on_route(job)
+        reason, delay = f"{hold.reason}: failing over to {values['provider']}", 0.0
+    else:
+        until = hold.until
+        reason = hold.reason
+        delay = hold.wait if until is None else (until - utcnow()).total_seconds()
+    delay = max(delay, 0.0)
+    short = delay <= MAX_COUNTDOWN
+    # A short wait rides on a countdown; the database time then only covers a lost message.
+    due = utcnow() + timedelta(seconds=delay) + (redelivery_guard() if short else timedelta())
+    state_from = job.state
+    if not transition(session, job, JobState.PENDING, reason=reason, next_attempt_at=due, **values):
+        return "skipped: moved meanwhile"
+    record_event(session, job, source="dispatch", state_from=state_from, detail=reason)
+    if short:
+        session.commit()
+        publish_dispatch([(job.id, number)], countdown=delay or None)
+    return f"deferred: {reason}"
 
 
 def _record_sent(job_id: str, number: int, fax_id: str, *, source: str) -> bool:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings, get_settings
 from dispatcher.clock import utcnow
-from dispatcher.documents import DocumentStore
+from dispatcher.documents import DocumentInfo, DocumentStore
 from dispatcher.errors import IdempotencyConflict
 from dispatcher.lifecycle import JobState
 from dispatcher.messaging import publish_dispatch
@@ -30,7 +30,7 @@ from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import Document, Job, JobDocument
 from dispatcher.validation import ValidFax, validate_fax
 
-__all__ = ["FaxRequest", "Submitted", "submit", "submit_many"]
+__all__ = ["FaxRequest", "Submitted", "submit", "submit_many", "submit_valid"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,36 +69,53 @@ def _redelivery_guard(settings: Settings) -> timedelta:
     return timedelta(seconds=max(settings.scaled(60.0), settings.tick_interval))
 
 
-def _new_job(fax: ValidFax, key: str | None, request_hash: str, settings: Settings) -> Job:
-    now = utcnow()
-    due = fax.send_at if fax.send_at and fax.send_at > now else None
-    return Job(
-        id=uuid.uuid4().hex,
-        to_number=fax.to,
-        provider=fax.provider.value,
-        state=JobState.PENDING.value,
-        version=1,
-        idempotency_key=key,
-        request_hash=request_hash,
-        send_at=fax.send_at,
-        next_attempt_at=due or now + _redelivery_guard(settings),
-        pages=fax.pages,
-        meta=dict(fax.metadata),
-        options=dict(fax.options),
-        created_at=now,
-        updated_at=now,
-        documents=[
-            JobDocument(position=i, sha256=info.sha256, name=name[:255] or f"document-{i}")
-            for i, (name, _, info) in enumerate(fax.documents)
-        ],
+def _job_rows(
+    fax: ValidFax, key: str | None, request_hash: str, now: datetime, first_try: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The job row (by column name) and its document rows: one Core executemany per
+    chunk is many times faster than an ORM object per job."""
+    job_id = uuid.uuid4().hex
+    job = {
+        "id": job_id,
+        "to_number": fax.to,
+        "provider": fax.provider.value,
+        "state": JobState.PENDING.value,
+        "version": 1,
+        "idempotency_key": key,
+        "request_hash": request_hash,
+        "send_at": fax.send_at,
+        "next_attempt_at": fax.send_at if fax.send_at and fax.send_at > now else first_try,
+        "pages": fax.pages,
+        "metadata": dict(fax.metadata),
+        "options": dict(fax.options),
+        "created_at": now,
+        "updated_at": now,
+    }
+    documents = [
+        {
+            "job_id": job_id,
+            "position": i,
+            "sha256": info.sha256,
+            "name": name[:255] or f"document-{i}",
+        }
+        for i, (name, _, info) in enumerate(fax.documents)
+    ]
+    return job, documents
+
+
+def _existing(key: str, job_id: str, stored_hash: str, request_hash: str) -> Submitted:
+    """The job a repeated key names, if the repeat asks for the same fax."""
+    if stored_hash != request_hash:
+        raise IdempotencyConflict(key, job_id)
+    return Submitted(job_id, created=False)
+
+
+def _taken(session: Session, keys: list[str]) -> dict[str, tuple[str, str]]:
+    """Jobs that already hold these keys: key -> (job id, request hash), in one query."""
+    query = select(Job.idempotency_key, Job.id, Job.request_hash).where(
+        Job.idempotency_key.in_(keys)
     )
-
-
-def _existing(session: Session, key: str, request_hash: str) -> Submitted:
-    job = session.execute(select(Job.id, Job.request_hash).where(Job.idempotency_key == key)).one()
-    if job.request_hash != request_hash:
-        raise IdempotencyConflict(key, job.id)
-    return Submitted(job.id, created=False)
+    return {key: (job_id, stored) for key, job_id, stored in session.execute(query).tuples()}
 
 
 def _store_documents(session: Session, faxes: Iterable[ValidFax], store: DocumentStore) -> None:
@@ -117,11 +134,15 @@ def _store_documents(session: Session, faxes: Iterable[ValidFax], store: Documen
         }
         for sha, (_, i) in infos.items()
     ]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(Document).values(rows).on_conflict_do_nothing())
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(upsert(Document).values(rows).on_conflict_do_nothing())
 
 
-def validate(request: FaxRequest, settings: Settings) -> ValidFax:
+def validate(
+    request: FaxRequest,
+    settings: Settings,
+    inspections: MutableMapping[bytes, DocumentInfo] | None = None,
+) -> ValidFax:
     return validate_fax(
         request.to,
         request.documents,
@@ -129,6 +150,7 @@ def validate(request: FaxRequest, settings: Settings) -> ValidFax:
         request.send_at,
         request.metadata,
         request.options,
+        inspections=inspections,
     )
 
 
@@ -141,81 +163,80 @@ def submit_many(
     """Validate every request first (nothing is written if one is bad), then write them
     in chunked transactions and publish the new ids after each commit."""
     settings = get_settings()
-    faxes = [validate(r, settings) for r in requests]
-    store = DocumentStore(settings.documents_dir)
+    inspections: dict[bytes, DocumentInfo] = {}
+    items = [(r.idempotency_key, validate(r, settings, inspections)) for r in requests]
     results: list[Submitted] = []
-    for start in range(0, len(faxes), chunk_size):
-        chunk = list(
-            zip(
-                requests[start : start + chunk_size], faxes[start : start + chunk_size], strict=True
-            )
-        )
-        results.extend(_write_chunk(chunk, store, settings, publish))
+    for start in range(0, len(items), chunk_size):
+        results.extend(submit_valid(items[start : start + chunk_size], publish=publish))
     return results
 
 
-def _write_chunk(
-    chunk: Sequence[tuple[FaxRequest, ValidFax]],
-    store: DocumentStore,
-    settings: Settings,
-    publish: bool,
+def submit_valid(
+    items: Sequence[tuple[str | None, ValidFax]], *, publish: bool = True
 ) -> list[Submitted]:
+    """Write already validated faxes, each with an optional idempotency key, in one
+    transaction; then publish the new ids.
+
+    With ``publish=False`` nothing goes to the broker: the new jobs are due at once and the
+    beat tick dispatches them in batches. That suits a bulk load (a message per job costs
+    about a millisecond), and loses nothing: the rows are committed before anything else.
+    """
+    settings = get_settings()
     engine = get_engine()
-    hashes = [_request_hash(fax) for _, fax in chunk]
-    keys = [r.idempotency_key for r, _ in chunk if r.idempotency_key]
+    hashes = [_request_hash(fax) for _, fax in items]
+    keys = [key for key, _ in items if key]
+    now = utcnow()
+    first_try = now + _redelivery_guard(settings) if publish else now
     try:
         with session_scope(engine) as session:
-            _store_documents(session, (fax for _, fax in chunk), store)
-            taken = (
-                dict(
-                    session.execute(
-                        select(Job.idempotency_key, Job.id).where(Job.idempotency_key.in_(keys))
-                    ).tuples()
-                )
-                if keys
-                else {}
+            _store_documents(
+                session, (fax for _, fax in items), DocumentStore(settings.documents_dir)
             )
+            taken = _taken(session, keys) if keys else {}
             results: list[Submitted] = []
+            jobs: list[dict[str, Any]] = []
+            documents: list[dict[str, Any]] = []
             seen: dict[str, int] = {}
-            for (request, fax), request_hash in zip(chunk, hashes, strict=True):
-                key = request.idempotency_key
-                if key and (key in taken or key in seen):
+            for (key, fax), request_hash in zip(items, hashes, strict=True):
+                if key and key in taken:
+                    job_id, stored_hash = taken[key]
+                    results.append(_existing(key, job_id, stored_hash, request_hash))
+                elif key and key in seen:
+                    first = seen[key]
                     results.append(
-                        _existing(session, key, request_hash)
-                        if key in taken
-                        else _same_batch(results[seen[key]], key, request_hash, hashes[seen[key]])
+                        _existing(key, results[first].job_id, hashes[first], request_hash)
                     )
-                    continue
-                job = _new_job(fax, key, request_hash, settings)
-                session.add(job)
-                if key:
-                    seen[key] = len(results)
-                results.append(Submitted(job.id, created=True))
+                else:
+                    job, job_documents = _job_rows(fax, key, request_hash, now, first_try)
+                    jobs.append(job)
+                    documents.extend(job_documents)
+                    if key:
+                        seen[key] = len(results)
+                    results.append(Submitted(job["id"], created=True))
+            if jobs:
+                session.execute(insert(Job.__table__), jobs)
+                session.execute(insert(JobDocument.__table__), documents)
     except IntegrityError:
         # Another producer inserted one of these idempotency keys meanwhile.
-        if len(chunk) > 1:
-            return [r for item in chunk for r in _write_chunk([item], store, settings, publish)]
-        key = chunk[0][0].idempotency_key
+        if len(items) > 1:
+            return [r for item in items for r in submit_valid([item], publish=publish)]
+        key = items[0][0]
         if key is None:
             raise
         with session_scope(engine) as session:
-            return [_existing(session, key, hashes[0])]
+            row = session.execute(
+                select(Job.id, Job.request_hash).where(Job.idempotency_key == key)
+            ).one()
+        return [_existing(key, row.id, row.request_hash, hashes[0])]
     if publish:
-        now = utcnow()
         due = [
             (s.job_id, 1)
-            for s, (_, fax) in zip(results, chunk, strict=True)
+            for s, (_, fax) in zip(results, items, strict=True)
             if s.created and not (fax.send_at and fax.send_at > now)
         ]
         if due:
             publish_dispatch(due)
     return results
-
-
-def _same_batch(first: Submitted, key: str, request_hash: str, first_hash: str) -> Submitted:
-    if request_hash != first_hash:
-        raise IdempotencyConflict(key, first.job_id)
-    return Submitted(first.job_id, created=False)
 
 
 def submit(request: FaxRequest) -> Submitted:

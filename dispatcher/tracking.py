@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from dispatcher import guards
 from dispatcher.catalogue import Provider, classify
 from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderError
@@ -46,10 +47,20 @@ def poll(provider: str, job_ids: Sequence[str]) -> int:
     by_fax = {fax_id: job_id for job_id, fax_id in rows}
     if not by_fax:
         return 0
+    circuit = guards.breaker(provider)
+    if not circuit.allow():
+        _poll_later(provider, list(by_fax.values()), "circuit open", circuit.status().retry_in)
+        return 0
+    wait = guards.status_read_wait(provider)
+    if wait > 0:
+        _poll_later(provider, list(by_fax.values()), "status read rate limit", wait)
+        return 0
     try:
         statuses = get_adapter(provider).statuses(list(by_fax))
     except ProviderError as exc:
-        _poll_later(provider, list(by_fax.values()), exc)
+        _poll_later(
+            provider, list(by_fax.values()), str(exc), getattr(exc, "retry_after", None) or 0.0
+        )
         return 0
     changed = 0
     for fax_id, status in statuses.items():
@@ -62,12 +73,10 @@ def poll(provider: str, job_ids: Sequence[str]) -> int:
     return changed
 
 
-def _poll_later(provider: str, job_ids: list[str], exc: ProviderError) -> None:
-    """A failed status read is not a failed fax: read again after the poll interval."""
-    log.warning("%s status read failed for %d jobs: %s", provider, len(job_ids), exc)
-    delay = policy().poll_timing(provider).interval
-    if getattr(exc, "retry_after", None):
-        delay = max(delay, float(exc.retry_after))  # type: ignore[attr-defined]
+def _poll_later(provider: str, job_ids: list[str], why: str, wait: float) -> None:
+    """A status read that cannot happen now is not a failed fax: read again later."""
+    log.info("%s: %d status reads postponed: %s", provider, len(job_ids), why)
+    delay = max(wait, policy().poll_timing(provider).interval)
     with session_scope() as session:
         session.execute(
             update(Job)

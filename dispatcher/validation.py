@@ -107,9 +107,12 @@ def _parse_number(raw: str, field: str) -> phonenumbers.PhoneNumber:
         raise ValidationError(field, f"{text!r} is not a phone number: {exc}") from exc
     if not phonenumbers.is_possible_number(number):
         raise ValidationError(field, f"{text!r} has the wrong length for its country")
-    if not phonenumbers.is_valid_number(number):
+    # number_type is UNKNOWN exactly when is_valid_number is false: asking once instead
+    # of both halves the cost, which is most of checking a 100,000-row bulk file.
+    kind = phonenumbers.number_type(number)
+    if kind == PhoneNumberType.UNKNOWN:
         raise ValidationError(field, f"{text!r} is not a valid number in its country")
-    refused = _REFUSED_TYPES.get(phonenumbers.number_type(number))
+    refused = _REFUSED_TYPES.get(kind)
     if refused:
         raise ValidationError(field, refused)
     return number
@@ -182,9 +185,10 @@ def validate_fax(
     limits = LIMITS[chosen]
     parsed = _parse_number(to, "to")
     number = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    region = phonenumbers.region_code_for_number(parsed)
-    if limits.countries is not None and region not in limits.countries:
-        raise ValidationError("to", f"{chosen.value} does not fax to {region} numbers")
+    if limits.countries is not None:
+        region = phonenumbers.region_code_for_number(parsed)
+        if region not in limits.countries:
+            raise ValidationError("to", f"{chosen.value} does not fax to {region} numbers")
     if not documents:
         raise ValidationError("documents", "at least one document is required")
     if len(documents) > limits.max_files:

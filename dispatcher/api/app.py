@@ -36,10 +36,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = f"the request body is over the limit of {self.limit} bytes"
+        refusal = f"the request body is over the limit of {self.limit} bytes"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await errors.error_response(413, "too_large", message)(scope, receive, send)
+            await errors.error_response(413, "too_large", refusal)(scope, receive, send)
             return
         received = 0
 
@@ -48,7 +48,7 @@ class BodyLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.limit:
-                raise HTTPException(413, message)  # answered by the app's HTTPException handler
+                raise HTTPException(413, refusal)  # answered by the app's HTTPException handler
             return message
 
         await self.app(scope, counting, send)

@@ -49,7 +49,7 @@ class FaxCollector(Collector):
         )
         with session_scope() as session:
             states = dict(
-                session.execute(select(Job.state, func.count()).group_by(Job.state)).tuples()
+                session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
             )
             attempts = session.execute(
                 select(Attempt.provider, Attempt.remediation, func.count()).group_by(

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 
@@ -26,7 +26,7 @@ from config.settings import Settings, get_settings
 from dispatcher.api.errors import ERROR_RESPONSES
 from dispatcher.errors import ValidationError
 from dispatcher.providers.base import webhook_json
-from dispatcher.providers.registry import get_adapter
+from dispatcher.providers.registry import PROVIDERS, get_adapter
 from dispatcher.tracking import apply_webhook
 
 __all__ = ["router"]
@@ -78,7 +78,7 @@ def _apply(
 
 @router.post("/{provider}", summary="Receive a provider's status callback")
 async def receive(
-    provider: str,
+    provider: Annotated[str, Path(json_schema_extra={"enum": list(PROVIDERS)})],
     request: Request,
     secret: Annotated[str | None, Query(description="FAX.PLUS, InterFAX: the secret.")] = None,
     header_secret: Annotated[str | None, Header(alias="X-Fax-Webhook-Secret")] = None,

@@ -18,6 +18,7 @@ from dispatcher.errors import ConfigurationError
 from dispatcher.providers.base import ProviderAdapter
 from dispatcher.providers.faxplus import FaxPlusAdapter
 from dispatcher.providers.interfax import InterFaxAdapter
+from dispatcher.providers.observed import ObservedAdapter
 from dispatcher.providers.optum import OptumAdapter
 
 __all__ = ["PROVIDERS", "build_adapter", "clear_adapters", "get_adapter"]
@@ -96,10 +97,14 @@ def build_adapter(
 
 
 def get_adapter(provider: str) -> ProviderAdapter:
-    """This process's adapter for ``provider``, built once from ``get_settings()``."""
+    """This process's adapter for ``provider``, built once from ``get_settings()``, with the
+    call hooks (circuit breaker, metrics) attached."""
+    from dispatcher.guards import record_provider_call
+
     with _cache_lock:
         if provider not in _cache:
-            _cache[provider] = build_adapter(provider, get_settings())
+            adapter = build_adapter(provider, get_settings())
+            _cache[provider] = ObservedAdapter(adapter, [record_provider_call])
         return _cache[provider]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -65,6 +66,8 @@ class SandboxApp(FastAPI):
         provider = provider_of(scope["path"])
         kind = None
         if provider is not None:
+            requests = self.sandbox.store.requests
+            requests.record(provider, scope["method"], scope["path"], time.time())
             faults = self.sandbox.faults
             delay = faults.latency(provider)
             if delay:

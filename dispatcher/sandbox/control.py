@@ -1,6 +1,7 @@
 """``/_sandbox``: the control endpoints tests and demos use (no auth).
 
-The send log proves nothing was sent twice; ``advance`` moves the clock instead of sleeping.
+The send log proves nothing was sent twice, the request log counts polls, the overlaps show
+any number dialled by two calls at once; ``advance`` moves the clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from dispatcher.sandbox import faxplus, interfax, optum
 from dispatcher.sandbox.context import Context
 from dispatcher.sandbox.faults import FaultError
+from dispatcher.sandbox.lines import overlaps
 from dispatcher.sandbox.optum import missed_events
 from dispatcher.sandbox.state import to_datetime
 
@@ -36,9 +39,23 @@ def build_router(ctx: Context) -> APIRouter:
             and (reference is None or e.reference == reference)
         ]
 
+    @router.get("/requests")
+    async def requests(provider: str | None = None, kind: str | None = None) -> list[Any]:
+        """Every provider request (send, status or other), oldest first; optionally filtered."""
+        return [
+            e.to_json()
+            for e in store.requests.entries()
+            if (provider is None or e.provider == provider) and (kind is None or e.kind == kind)
+        ]
+
+    @router.get("/overlaps")
+    async def line_overlaps() -> list[dict[str, Any]]:
+        """Pairs of calls (any providers) to one number that were on the line at once."""
+        return overlaps(faxplus.calls(ctx) + interfax.calls(ctx) + optum.calls(ctx))
+
     @router.post("/reset")
     async def reset() -> dict[str, Any]:
-        """Forget every fax, send, registration and fault change; unfreeze the clock."""
+        """Forget every fax, send, request, registration and fault change; unfreeze the clock."""
         store.reset()
         store.clock.freeze(False)
         ctx.faults.reset()

@@ -26,11 +26,12 @@ from dispatcher.sandbox.documents import (
     media_type,
 )
 from dispatcher.sandbox.errors import Answer, Dropped, fault_response, faxplus_error
+from dispatcher.sandbox.lines import Call, segment_end
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Segment, Timeline, to_datetime
 from dispatcher.sandbox.webhooks import Delivery, Notifier, compact_json
 
-__all__ = ["PREFIX", "build_router", "notifier"]
+__all__ = ["PREFIX", "build_router", "calls", "notifier"]
 
 PREFIX = "/faxplus/v3"
 _FROM = re.compile(r"^([+][0-9]{8,}([*]{0,10}[0-9]+)?)|(no_number)|(NO_NUMBER)$")
@@ -244,7 +245,7 @@ def build_router(ctx: Context) -> APIRouter:
             )
             for number in destinations:
                 fax_id = secrets.token_hex(16)
-                sent = ctx.store.transmit("faxplus", fax_id, number, comment["text"] or None)
+                sent = ctx.store.transmit("faxplus", fax_id, number, comment["text"] or None, pages)
                 segment = Segment(sent.started, sent.hold, api.OUTBOX_STATUSES, sent.outcome.code)
                 ctx.store.records["faxplus"][fax_id] = FaxItem(
                     id=fax_id,
@@ -440,6 +441,25 @@ def _validate_outbox(
     ):
         raise _error(400, "invalid_request", "retry count must be 0..3 and delay 0..30.")
     return src, destinations, files, comment, options
+
+
+def calls(ctx: Context) -> list[Call]:
+    """One call per destination fax: its single segment, cut short by a cancel."""
+    with ctx.store.lock:
+        faxes: list[FaxItem] = list(ctx.store.records["faxplus"].values())
+        return [
+            Call(
+                "faxplus",
+                fax.id,
+                fax.comment or None,
+                fax.to,
+                segment.started,
+                segment_end(segment),
+            )
+            for fax in faxes
+            for segment in fax.timeline.entries
+            if isinstance(segment, Segment)
+        ]
 
 
 def notifier(ctx: Context) -> Notifier:

@@ -28,11 +28,12 @@ from dispatcher.sandbox.documents import (
     parse_multipart,
 )
 from dispatcher.sandbox.errors import Answer, Dropped, fault_response, interfax_error
+from dispatcher.sandbox.lines import Call, segment_end
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Mark, Segment, Timeline, to_datetime
 from dispatcher.sandbox.webhooks import Delivery, Notifier
 
-__all__ = ["PREFIX", "build_router", "notifier"]
+__all__ = ["PREFIX", "build_router", "calls", "notifier"]
 
 PREFIX = "/interfax"
 _PHASES = (api.STATUS_READY, api.STATUS_SENDING)
@@ -180,7 +181,7 @@ def build_router(ctx: Context) -> APIRouter:
             return await fault_response("interfax", kind, ctx.faults.config)
         fax_id = next(_IDS)
         with ctx.store.lock:
-            sent = ctx.store.transmit("interfax", str(fax_id), number, reference)
+            sent = ctx.store.transmit("interfax", str(fax_id), number, reference, pages)
             segment = Segment(sent.started, sent.hold, _PHASES, int(sent.outcome.code))
             faxes[str(fax_id)] = Fax(
                 id=fax_id,
@@ -326,6 +327,25 @@ def _date(raw: str | None) -> float | None:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
     except ValueError as exc:
         raise _error(400, api.ERROR_NO_RECIPIENT, "Invalid argument", str(exc)) from exc
+
+
+def calls(ctx: Context) -> list[Call]:
+    """One call per fax: its single segment, cut short by a cancel."""
+    with ctx.store.lock:
+        faxes: list[Fax] = list(ctx.store.records["interfax"].values())
+        return [
+            Call(
+                "interfax",
+                str(fax.id),
+                fax.reference,
+                fax.number,
+                segment.started,
+                segment_end(segment),
+            )
+            for fax in faxes
+            for segment in fax.timeline.entries
+            if isinstance(segment, Segment)
+        ]
 
 
 def notifier(ctx: Context) -> Notifier:

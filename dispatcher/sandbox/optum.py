@@ -25,11 +25,12 @@ from dispatcher.providers import optum_api as api
 from dispatcher.sandbox.context import Context
 from dispatcher.sandbox.documents import count_pages, extension, media_type
 from dispatcher.sandbox.errors import Answer, Dropped, fault_response, optum_problem
+from dispatcher.sandbox.lines import Call, segment_end
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Mark, Segment, Timeline, to_datetime
 from dispatcher.sandbox.webhooks import Delivery, Notifier, compact_json, sign
 
-__all__ = ["PREFIX", "build_router", "missed_events", "notifier"]
+__all__ = ["PREFIX", "build_router", "calls", "missed_events", "notifier"]
 
 PREFIX = "/optum"
 _US_NUMBER = re.compile(r"^\+?1?[0-9]{10}$")
@@ -154,7 +155,7 @@ def build_router(ctx: Context) -> APIRouter:
 
     def start_attempt(fax: Fax, manual: bool, reference: str | None) -> Attempt:
         sent = ctx.store.transmit(
-            "optum", fax.id, fax.number, reference, kind="retry" if manual else "send"
+            "optum", fax.id, fax.number, reference, fax.pages, kind="retry" if manual else "send"
         )
         outcome = sent.outcome
         code = str(outcome.code)
@@ -381,6 +382,27 @@ def build_router(ctx: Context) -> APIRouter:
 
     router.include_router(fax_router)
     return router
+
+
+def calls(ctx: Context) -> list[Call]:
+    """One call per attempt, a manual retry included, from its start to its last segment's end.
+
+    A hold and revive keep the attempt (and so the line) until the revived segment ends.
+    """
+    with ctx.store.lock:
+        faxes: list[Fax] = list(ctx.store.records["optum"].values())
+        return [
+            Call(
+                "optum",
+                fax.id,
+                fax.metadata.get(api.METADATA_REFERENCE_KEY),
+                fax.number,
+                attempt.segments[0].started,
+                segment_end(attempt.segments[-1]),
+            )
+            for fax in faxes
+            for attempt in fax.attempts
+        ]
 
 
 def _endpoints(ctx: Context) -> dict[str, dict[str, str]]:

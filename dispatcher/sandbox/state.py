@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.sandbox.scenarios import PROVIDERS, Outcome, Scenarios
+from dispatcher.sandbox.traffic import RequestLog
 
 __all__ = [
     "Clock",
@@ -152,7 +153,11 @@ class Transmission:
 
 @dataclass(frozen=True, slots=True)
 class SendEntry:
-    """One line of the send log: every transmission the sandbox accepted."""
+    """One line of the send log: every transmission the sandbox accepted.
+
+    ``pages`` is what the provider received (all files summed), so tests can tell a send of
+    the whole document from one of a cut-down remainder.
+    """
 
     provider: str
     fax_id: str
@@ -160,6 +165,7 @@ class SendEntry:
     reference: str | None
     at: float
     attempt: int
+    pages: int
     kind: str = "send"
 
     def to_json(self) -> dict[str, Any]:
@@ -170,6 +176,7 @@ class SendEntry:
             "reference": self.reference,
             "at": to_datetime(self.at).isoformat(),
             "attempt": self.attempt,
+            "pages": self.pages,
             "kind": self.kind,
         }
 
@@ -178,7 +185,8 @@ class Store:
     """All mutable sandbox state behind one re-entrant lock.
 
     ``records`` holds each provider's fax records by id (the provider modules own their
-    shape); ``extras`` holds per-provider registrations (hooks, webhook endpoints).
+    shape); ``extras`` holds per-provider registrations (hooks, webhook endpoints);
+    ``requests`` logs every provider request (see ``traffic``).
     """
 
     def __init__(
@@ -194,6 +202,7 @@ class Store:
         self.records: dict[str, dict[str, Any]] = {}
         self.extras: dict[str, dict[str, Any]] = {}
         self.sends: list[SendEntry] = []
+        self.requests = RequestLog()
         self.deliveries: list[dict[str, Any]] = []
         self._cursor: Counter[tuple[str, str]] = Counter()
         self._due: list[tuple[float, int, str, str]] = []
@@ -205,6 +214,7 @@ class Store:
                 self.records.setdefault(provider, {}).clear()
                 self.extras.setdefault(provider, {}).clear()
             self.sends.clear()
+            self.requests.clear()
             self.deliveries.clear()
             self._cursor.clear()
             self._due.clear()
@@ -213,7 +223,13 @@ class Store:
         return self.clock.now()
 
     def transmit(
-        self, provider: str, fax_id: str, to: str, reference: str | None, kind: str = "send"
+        self,
+        provider: str,
+        fax_id: str,
+        to: str,
+        reference: str | None,
+        pages: int,
+        kind: str = "send",
     ) -> Transmission:
         """Accept one transmission: draw the next scenario code and log the send."""
         with self.lock:
@@ -223,7 +239,7 @@ class Store:
             now = self.now()
             hold = outcome.hold_seconds if outcome.hold_seconds is not None else self.hold_seconds
             self.sends.append(
-                SendEntry(provider, fax_id, to, reference, now, outcome.attempt, kind)
+                SendEntry(provider, fax_id, to, reference, now, outcome.attempt, pages, kind)
             )
             return Transmission(outcome, now, hold * self.time_scale)
 

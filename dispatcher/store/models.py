@@ -83,6 +83,8 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     to_number: Mapped[str] = mapped_column(String(32))
     provider: Mapped[str] = mapped_column(String(16))
+    #: providers to try in order; the job's provider is one of them
+    route: Mapped[list[str]] = mapped_column(JSON, default=list)
     state: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer, default=1)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
@@ -102,6 +104,8 @@ class Job(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     pages: Mapped[int] = mapped_column(Integer, default=0)
     pages_sent: Mapped[int | None] = mapped_column(Integer)
+    #: pages already delivered by partial sends; a resend starts after them
+    resend_from_page: Mapped[int] = mapped_column(Integer, default=0)
     cost: Mapped[float | None] = mapped_column(Float)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,151 @@
+"""What may hold a send back, checked before a job is claimed, in one place.
+
+A job that may not go now is not made to wait in a worker: ``check_send`` returns how
+long to wait (or the provider to fail over to), and the caller puts that time in the
+database (or on a short countdown). State shared by every worker lives in Redis (the
+broker's server): circuit breakers, rate-limit buckets and destination-line leases.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+
+import redis
+
+from config.settings import get_settings
+from dispatcher.clock import utcnow
+from dispatcher.errors import ProviderError, ProviderTransientError
+from dispatcher.resilience import CircuitBreaker, LineLeases, TokenBucket
+from dispatcher.routing import Routing, load_routing
+
+__all__ = [
+    "Hold",
+    "breaker",
+    "check_send",
+    "keep_line",
+    "record_provider_call",
+    "redis_client",
+    "release_line",
+    "routing",
+    "share_busy",
+    "status_read_wait",
+]
+
+log = logging.getLogger(__name__)
+
+
+def routing() -> Routing:
+    return load_routing(get_settings().routing_file)
+
+
+@cache
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def redis_client() -> redis.Redis:
+    from workers.broker import broker_url
+
+    return _client(broker_url())
+
+
+def breaker(provider: str) -> CircuitBreaker:
+    config = routing()
+    return CircuitBreaker(
+        redis_client(),
+        provider,
+        threshold=config.breaker_threshold,
+        cooldown=get_settings().scaled(config.breaker_cooldown),
+    )
+
+
+def _lines() -> LineLeases:
+    return LineLeases(redis_client(), ttl=get_settings().scaled(routing().line_lease))
+
+
+def _bucket(provider: str, kind: str, per_second: float | None) -> TokenBucket | None:
+    if not per_second:
+        return None
+    rate = per_second / get_settings().time_scale
+    return TokenBucket(
+        redis_client(), f"fax:rate:{provider}:{kind}", rate=rate, burst=max(1.0, rate)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why a send may not go now, and until when (or to which provider instead)."""
+
+    reason: str
+    until: datetime | None = None
+    wait: float = 0.0
+    failover: bool = False
+
+
+def check_send(job_id: str, number: str, provider: str, can_fail_over: bool) -> Hold | None:
+    """None if the job may be sent now (and then it holds its destination line)."""
+    config = routing()
+    opens = config.opens_at(number, utcnow())
+    if opens is not None:
+        return Hold(f"outside the sending window for {number}", until=opens)
+    circuit = breaker(provider)
+    if not circuit.allow():
+        status = circuit.status()
+        reason = f"{provider} circuit is open after {status.failures} failures"
+        return Hold(reason, wait=status.retry_in, failover=can_fail_over)
+    lines = _lines()
+    blocked = lines.blocked_for(number)
+    if blocked > 0:
+        return Hold(f"{number} was busy moments ago; waiting for the line", wait=blocked)
+    if not lines.acquire(number, job_id):
+        line_wait = get_settings().scaled(config.line_wait)
+        return Hold(f"{number} is on a call with another fax", wait=line_wait)
+    limits = config.limits.get(provider)
+    bucket = _bucket(provider, "send", limits.sends_per_second if limits else None)
+    wait = bucket.acquire() if bucket else 0.0
+    if wait > 0:
+        lines.release(number, job_id)
+        return Hold(f"{provider} send rate limit", wait=wait)
+    return None
+
+
+def status_read_wait(provider: str) -> float:
+    """Seconds before a status read of this provider may go (0 = now)."""
+    limits = routing().limits.get(provider)
+    per_minute = limits.status_reads_per_minute if limits else None
+    bucket = _bucket(provider, "status", per_minute / 60 if per_minute else None)
+    return bucket.acquire() if bucket else 0.0
+
+
+def keep_line(number: str, job_id: str) -> None:
+    """Extend a fax's hold on its line while the provider reports it in progress."""
+    try:
+        _lines().refresh(number, job_id)
+    except redis.RedisError as exc:
+        log.warning("could not refresh the line of %s: %s", number, exc)
+
+
+def release_line(number: str, job_id: str) -> None:
+    try:
+        _lines().release(number, job_id)
+    except redis.RedisError as exc:  # the lease expires by itself
+        log.warning("could not release the line of %s: %s", number, exc)
+
+
+def share_busy(number: str, seconds: float) -> None:
+    """A busy line delays every job queued for it (HylaFAX ShareCallFailures)."""
+    if routing().share_busy and seconds > 0:
+        _lines().block(number, seconds)
+
+
+def record_provider_call(provider: str, call: str, error: ProviderError | None) -> None:
+    """Adapter hook: transport failures and 5xx count against the provider's breaker;
+    any answer from the provider (even a refusal) shows it is up."""
+    circuit = breaker(provider)
+    if isinstance(error, ProviderTransientError):
+        circuit.record_failure()
+    else:
+        circuit.record_success()

@@ -1,0 +1,77 @@
+"""An adapter wrapper that reports the result of every provider call to hooks.
+
+The circuit breaker and the metrics attach here, so no call site has to remember them.
+A failing hook is logged and never breaks the call it observes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from dispatcher.errors import ProviderError
+from dispatcher.providers.base import ProviderAdapter, ProviderStatus, SendRequest
+
+__all__ = ["CallHook", "ObservedAdapter"]
+
+log = logging.getLogger(__name__)
+
+#: hook(provider, call name, the error or None)
+CallHook = Callable[[str, str, ProviderError | None], None]
+
+
+class ObservedAdapter(ProviderAdapter):
+    """Delegates to ``inner`` and tells every hook how each call ended."""
+
+    def __init__(self, inner: ProviderAdapter, hooks: Sequence[CallHook]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.hooks = tuple(hooks)
+
+    def __repr__(self) -> str:
+        return f"ObservedAdapter({self.inner!r})"
+
+    def _notify(self, call: str, error: ProviderError | None) -> None:
+        for hook in self.hooks:
+            try:
+                hook(self.name, call, error)
+            except Exception:
+                log.exception("provider call hook %r failed", hook)
+
+    def _observe(self, call: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            result = fn(*args)
+        except ProviderError as exc:
+            self._notify(call, exc)
+            raise
+        self._notify(call, None)
+        return result
+
+    def send(self, request: SendRequest) -> str:
+        return self._observe("send", self.inner.send, request)
+
+    def status(self, fax_id: str) -> ProviderStatus:
+        return self._observe("status", self.inner.status, fax_id)
+
+    def statuses(self, fax_ids: Sequence[str]) -> dict[str, ProviderStatus]:
+        return self._observe("statuses", self.inner.statuses, fax_ids)
+
+    def cancel(self, fax_id: str) -> None:
+        self._observe("cancel", self.inner.cancel, fax_id)
+
+    def find_by_reference(self, reference: str) -> ProviderStatus | None:
+        return self._observe("find_by_reference", self.inner.find_by_reference, reference)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
+        return self.inner.parse_webhook(headers, body)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        """Provider-specific calls (Optum retry, hold, revive) are observed too."""
+        attribute = getattr(self.inner, name)
+        if not callable(attribute):
+            return attribute
+        return lambda *args: self._observe(name, attribute, *args)

@@ -1,0 +1,125 @@
+"""A per-provider circuit breaker whose state lives in Redis, shared by all workers.
+
+One hash per provider holds ``state``, ``failures`` (consecutive), ``opened_at`` and, while a
+half-open probe is out, ``probe_until``. All times come from the injected ``now`` clock and
+are passed to the scripts, so the breaker never mixes clocks and tests need not sleep.
+The probe claim expires after ``cooldown``: a probe whose worker died does not block forever.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import redis
+
+__all__ = ["BreakerState", "BreakerStatus", "CircuitBreaker"]
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True)
+class BreakerStatus:
+    """A snapshot; ``retry_in`` is the seconds until a probe may go (0 when closed)."""
+
+    provider: str
+    state: BreakerState
+    failures: int
+    opened_at: float | None
+    retry_in: float
+
+
+# KEYS[1] breaker hash; ARGV now, cooldown. Returns 1 when this caller may call the provider.
+_ALLOW = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'closed' then return 1 end
+local now, cooldown = tonumber(ARGV[1]), tonumber(ARGV[2])
+if now < tonumber(redis.call('HGET', KEYS[1], 'opened_at')) + cooldown then return 0 end
+local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until'))
+if probe_until and now < probe_until then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'half_open',
+           'probe_until', string.format('%.17g', now + cooldown))
+return 1
+"""
+
+# KEYS[1] breaker hash; ARGV now, threshold.
+_FAILURE = """
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'half_open' or (state ~= 'open' and failures >= tonumber(ARGV[2])) then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'probe_until')
+end
+"""
+
+
+class CircuitBreaker:
+    """Stops calls to a failing provider, then lets exactly one probe through per cooldown.
+
+    Usage: ``if breaker.allow(): send(); breaker.record_success()`` (or ``record_failure``).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        provider: str,
+        *,
+        threshold: int = 5,
+        cooldown: float = 60.0,
+        now: Callable[[], float] = time.time,
+        prefix: str = "fax:breaker",
+    ) -> None:
+        if threshold < 1 or cooldown <= 0:
+            raise ValueError("threshold must be >= 1 and cooldown > 0")
+        self.client = client
+        self.provider = provider
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.now = now
+        self.key = f"{prefix}:{provider}"
+        self._allow = client.register_script(_ALLOW)
+        self._failure = client.register_script(_FAILURE)
+
+    def allow(self) -> bool:
+        """True when closed; when open, True for the one half-open probe after the cooldown."""
+        return bool(self._allow(keys=[self.key], args=[repr(self.now()), repr(self.cooldown)]))
+
+    def record_success(self) -> None:
+        """Any success closes the breaker and forgets the failures."""
+        self.client.delete(self.key)  # no hash reads as closed with no failures
+
+    def record_failure(self) -> None:
+        """Count a consecutive failure; open at the threshold, or re-open a failed probe."""
+        self._failure(keys=[self.key], args=[repr(self.now()), self.threshold])
+
+    def status(self) -> BreakerStatus:
+        """A snapshot for operators and for scheduling the next try (``retry_in``)."""
+        raw = {_text(k): _text(v) for k, v in self.client.hgetall(self.key).items()}
+        state = BreakerState(raw.get("state", BreakerState.CLOSED))
+        opened_at = float(raw["opened_at"]) if "opened_at" in raw else None
+        retry_in = 0.0
+        if state is not BreakerState.CLOSED and opened_at is not None:
+            until = max(opened_at + self.cooldown, float(raw.get("probe_until", 0)))
+            retry_in = max(0.0, until - self.now())
+        return BreakerStatus(
+            provider=self.provider,
+            state=state,
+            failures=int(raw.get("failures", 0)),
+            opened_at=opened_at,
+            retry_in=retry_in,
+        )
+
+    def reset(self) -> None:
+        """Forget everything about this provider (operator action)."""
+        self.client.delete(self.key)
+
+
+def _text(value: bytes | str) -> str:
+    """Works whether or not the client was made with ``decode_responses``."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,92 @@
+"""Line leases: one destination number is never dialled by two attempts at once.
+
+Like HylaFAX's MaxConcurrentCalls=1 per number, a job holds a lease on the number for the
+length of its call; like ShareCallFailures, a busy result blocks the number for every job.
+Leases expire (``ttl``) so a worker that dies mid-call frees the line. Expiry uses Redis
+server time, the one clock every worker shares.
+"""
+
+from __future__ import annotations
+
+import redis
+
+__all__ = ["LineLeases"]
+
+# KEYS[1] lease; ARGV job id, ttl ms.
+_ACQUIRE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
+# KEYS[1] lease; ARGV job id, ttl ms.
+_REFRESH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+# KEYS[1] lease; ARGV job id.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS[1] block marker; ARGV ms. Only ever lengthens the block.
+_BLOCK = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class LineLeases:
+    """Per-number leases held by job id, and per-number busy blocks."""
+
+    def __init__(self, client: redis.Redis, *, ttl: float, prefix: str = "fax:line") -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be > 0")
+        self.client = client
+        self.ttl = ttl
+        self.prefix = prefix
+        self._acquire = client.register_script(_ACQUIRE)
+        self._refresh = client.register_script(_REFRESH)
+        self._release = client.register_script(_RELEASE)
+        self._block = client.register_script(_BLOCK)
+
+    def _lease(self, number: str) -> str:
+        return f"{self.prefix}:{number}"
+
+    def _blocked(self, number: str) -> str:
+        return f"{self.prefix}:{number}:blocked"
+
+    def acquire(self, number: str, job_id: str) -> bool:
+        """Take the line; True also when ``job_id`` already holds it (its TTL is renewed)."""
+        return bool(self._acquire(keys=[self._lease(number)], args=[job_id, _ms(self.ttl)]))
+
+    def refresh(self, number: str, job_id: str) -> bool:
+        """Extend the lease for a call still in progress; False if ``job_id`` lost it."""
+        return bool(self._refresh(keys=[self._lease(number)], args=[job_id, _ms(self.ttl)]))
+
+    def release(self, number: str, job_id: str) -> bool:
+        """Free the line, but only if ``job_id`` holds it (a late release frees no one else's)."""
+        return bool(self._release(keys=[self._lease(number)], args=[job_id]))
+
+    def holder(self, number: str) -> str | None:
+        value = self.client.get(self._lease(number))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def block(self, number: str, seconds: float) -> None:
+        """After a busy line, hold every job to this number back; never shortens a block."""
+        self._block(keys=[self._blocked(number)], args=[_ms(seconds)])
+
+    def blocked_for(self, number: str) -> float:
+        """Seconds the number stays blocked (0.0 if it is not)."""
+        ms = self.client.pttl(self._blocked(number))
+        return ms / 1000 if ms > 0 else 0.0
