@@ -91,7 +91,8 @@ class _Documents:
                 self._loaded[cell] = exc
         found = self._loaded[cell]
         if isinstance(found, ValidationError):
-            raise found
+            # A fresh error per row: re-raising one instance would grow its traceback.
+            raise ValidationError(found.field, found.reason)
         return found
 
     def _load(self, cell: str) -> _Doc:
@@ -167,7 +168,11 @@ def _columns(header: list[str], name: str, has_default_document: bool) -> _Colum
         document=index.get("document"),
         send_at=index.get("send_at"),
         meta=meta,
-        ignored=tuple(n for n, low in zip(names, lowered, strict=True) if low not in known),
+        ignored=tuple(
+            n or f"(unnamed column {i + 1})"
+            for i, (n, low) in enumerate(zip(names, lowered, strict=True))
+            if low not in known
+        ),
     )
 
 
@@ -267,6 +272,8 @@ def _check(
     name = path.name
     default_provider = provider or get_settings().default_provider
     documents = _Documents(path.parent, document)
+    if document is not None:
+        documents.get("")  # an unusable default fails the file, not each of its rows
     lines = _HashingLines(handle, name)
     reader = csv.reader(lines)
     records = enumerate(reader, start=1)

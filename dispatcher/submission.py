@@ -115,7 +115,7 @@ def _taken(session: Session, keys: list[str]) -> dict[str, tuple[str, str]]:
     query = select(Job.idempotency_key, Job.id, Job.request_hash).where(
         Job.idempotency_key.in_(keys)
     )
-    return {key: (job_id, stored) for key, job_id, stored in session.execute(query).tuples()}
+    return {key: (job_id, stored) for key, job_id, stored in session.execute(query)}
 
 
 def _store_documents(session: Session, faxes: Iterable[ValidFax], store: DocumentStore) -> None:

@@ -1,67 +1,15 @@
 """The Celery app: ``celery -A workers.app worker`` / ``beat`` / ``flower``.
 
-Delivery settings, chosen on purpose:
-
-* ``task_acks_late`` + ``task_reject_on_worker_lost`` + prefetch 1: a worker killed
-  mid-task leaves its message to be delivered again; every task is idempotent (the
-  database decides, every transition is conditional), so a second delivery is harmless.
-* ``visibility_timeout`` = 15 minutes: Redis re-delivers a message that has not been
-  acknowledged within it. It must exceed the longest task run (hard time limit 5 minutes)
-  plus the longest countdown (``dispatcher.messaging.MAX_COUNTDOWN``, 60 s). Long waits
-  never ride on the broker: they live in the database as ``next_attempt_at``.
-* JSON only; messages carry job ids and provider names, never numbers, documents or
-  credentials (Flower shows task arguments).
+Its settings, and why each delivery setting is what it is, are in ``config/celery.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
-from kombu import Queue
 
-from config.settings import get_settings
-from workers.broker import broker_url
+from config.celery import CeleryConfig
 
 __all__ = ["app"]
 
-VISIBILITY_TIMEOUT = 15 * 60
-TASK_TIME_LIMIT = 5 * 60
-
 app = Celery("fax_dispatcher", include=["workers.tasks"])
-
-
-@app.on_configure.connect
-def _configure(sender: Celery, **_: Any) -> None:
-    """Resolve settings on first use, so importing this module starts nothing."""
-    settings = get_settings()
-    sender.conf.update(
-        broker_url=broker_url(settings),
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
-        result_backend=None,
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
-        worker_prefetch_multiplier=1,
-        task_time_limit=TASK_TIME_LIMIT,
-        task_soft_time_limit=TASK_TIME_LIMIT - 30,
-        task_queues=[Queue("dispatch"), Queue("poll"), Queue("events")],
-        task_default_queue="events",
-        task_routes={
-            "fax.dispatch": {"queue": "dispatch"},
-            "fax.reconcile": {"queue": "dispatch"},
-            "fax.poll": {"queue": "poll"},
-        },
-        beat_schedule={
-            "fax.tick": {"task": "fax.tick", "schedule": settings.tick_interval},
-        },
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-        worker_hijack_root_logger=False,
-        timezone="UTC",
-        enable_utc=True,
-    )
+app.config_from_object(CeleryConfig())

@@ -6,13 +6,16 @@ environment); settings are read per request, so no app holds a stale copy.
 
 from __future__ import annotations
 
+import logging
+import re
+
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatcher.api import errors, faxes, metrics, webhooks
 
-__all__ = ["MAX_REQUEST_BYTES", "BodyLimit", "create_app"]
+__all__ = ["MAX_REQUEST_BYTES", "BodyLimit", "RedactSecrets", "create_app"]
 
 #: The largest request body accepted. Every provider caps a fax well below this (the
 #: largest at 30 MiB of documents), so anything bigger cannot be sent and is refused
@@ -54,6 +57,20 @@ class BodyLimit:
         await self.app(scope, counting, send)
 
 
+_SECRET_PARAM = re.compile(r"(secret=)[^&\s]*", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Access logs print the query string; a webhook URL's ``secret=`` must not reach them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_PARAM.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="fax-dispatcher",
@@ -73,4 +90,7 @@ def create_app() -> FastAPI:
         return {"status": "ok"}
 
     app.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES)
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactSecrets) for f in access_log.filters):
+        access_log.addFilter(RedactSecrets())
     return app

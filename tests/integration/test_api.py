@@ -7,6 +7,7 @@ end-to-end test submits through the API to the real stack and reads the result b
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +18,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from config.settings import get_settings
 from dispatcher.api import create_app
-from dispatcher.api.app import MAX_REQUEST_BYTES
+from dispatcher.api.app import MAX_REQUEST_BYTES, RedactSecrets
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Job
 from tests.fixtures.documents import make_encrypted_pdf, make_pdf
@@ -318,3 +319,16 @@ def test_a_fax_submitted_over_http_is_sent_and_its_attempts_read_back(
     assert (attempt["code"], attempt["outcome"]) == ("0", "success")
     assert attempt["provider_fax_id"] == job["provider_fax_id"]
     assert len(stack.sends(job_id)) == 1
+
+
+def test_access_logs_never_show_a_webhook_url_secret(client: TestClient) -> None:
+    [redact] = [
+        f for f in logging.getLogger("uvicorn.access").filters if isinstance(f, RedactSecrets)
+    ]
+    args = ("127.0.0.1:5000", "POST", "/v1/webhooks/faxplus?secret=s3cr3t&x=1", "1.1", 200)
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s "%s %s HTTP/%s" %d', args, None
+    )
+    assert redact.filter(record)
+    assert "s3cr3t" not in record.getMessage()
+    assert "secret=***&x=1" in record.getMessage()

@@ -1,0 +1,68 @@
+"""Celery settings, read from ``Settings`` when the app first needs them.
+
+Delivery settings, chosen on purpose:
+
+* ``task_acks_late`` + ``task_reject_on_worker_lost`` + prefetch 1: a worker killed
+  mid-task leaves its message to be delivered again; every task is idempotent (the
+  database decides, every transition is conditional), so a second delivery is harmless.
+* ``visibility_timeout`` = 15 minutes: Redis re-delivers a message that has not been
+  acknowledged within it. It must exceed the longest task run (hard time limit 5 minutes)
+  plus the longest countdown (``dispatcher.messaging.MAX_COUNTDOWN``, 60 s). Long waits
+  never ride on the broker: they live in the database as ``next_attempt_at``.
+* JSON only; messages carry job ids and provider names, never numbers, documents or
+  credentials (Flower shows task arguments).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Queue
+
+from config.settings import get_settings
+
+__all__ = ["TASK_TIME_LIMIT", "VISIBILITY_TIMEOUT", "CeleryConfig"]
+
+VISIBILITY_TIMEOUT = 15 * 60
+TASK_TIME_LIMIT = 5 * 60
+
+
+class CeleryConfig:
+    """Attributes Celery reads with ``config_from_object``; computed at first use, so
+    importing the app starts nothing (not even the embedded broker)."""
+
+    broker_connection_retry_on_startup = True
+    broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    result_backend = None
+    task_ignore_result = True
+    task_serializer = "json"
+    accept_content = ["json"]
+    task_acks_late = True
+    task_reject_on_worker_lost = True
+    task_acks_on_failure = True
+    task_acks_on_timeout = True
+    worker_prefetch_multiplier = 1
+    task_time_limit = TASK_TIME_LIMIT
+    task_soft_time_limit = TASK_TIME_LIMIT - 30
+    task_queues = [Queue("dispatch"), Queue("poll"), Queue("events")]
+    task_default_queue = "events"
+    task_routes = {
+        "fax.dispatch": {"queue": "dispatch"},
+        "fax.reconcile": {"queue": "dispatch"},
+        "fax.poll": {"queue": "poll"},
+    }
+    worker_send_task_events = True
+    task_send_sent_event = True
+    worker_hijack_root_logger = False
+    timezone = "UTC"
+    enable_utc = True
+
+    @property
+    def broker_url(self) -> str:
+        from workers.broker import broker_url
+
+        return broker_url(get_settings())
+
+    @property
+    def beat_schedule(self) -> dict[str, Any]:
+        return {"fax.tick": {"task": "fax.tick", "schedule": get_settings().tick_interval}}

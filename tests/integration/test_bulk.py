@@ -1,0 +1,173 @@
+"""``faxctl bulk`` on a real database and a real broker: what it accepts, what a re-run
+does, and that a run stopped halfway finishes on the next run with nothing twice."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from config.settings import get_settings
+from dispatcher.bulk import check_csv, submit_plan
+from dispatcher.cli import app
+from dispatcher.clock import utcnow
+from dispatcher.scheduler import tick
+from dispatcher.store.db import get_engine
+from dispatcher.store.models import Document, Job, JobDocument
+from tests.fixtures.documents import make_pdf
+
+BROKER_DB = 7
+BAD_ROWS = {7: "12345", 50: "+1202", 120: "+19005550123", 299: ""}
+
+
+@pytest.fixture
+def queue(broker_url: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """Point this process at the test database and an empty broker database."""
+    url = f"{broker_url.rsplit('/', 1)[0]}/{BROKER_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    monkeypatch.setenv("FAX_BROKER_URL", url)
+    monkeypatch.setenv("FAX_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    yield client
+    client.close()
+
+
+def write_csv(folder: Path, rows: int, bad: dict[int, str] | None = None) -> Path:
+    """``rows`` data rows (spreadsheet rows 2..rows+1); ``bad`` replaces some numbers."""
+    (folder / "letter.pdf").write_bytes(make_pdf(2))
+    rng = random.Random(rows)
+    lines = ["to,provider,meta_account,comment"]
+    for row in range(2, rows + 2):
+        number = f"+1202{rng.randint(2_000_000, 9_999_999)}"
+        lines.append(f"{(bad or {}).get(row, number)},interfax,acct-{row % 7},hello")
+    path = folder / "recipients.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_bulk(*args: str) -> tuple[int, dict]:
+    result = CliRunner().invoke(app, ["bulk", *args, "--json"])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def count(model: type) -> int:
+    with get_engine().connect() as conn:
+        return conn.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def test_bulk_accepts_the_good_rows_reports_the_bad_and_a_rerun_adds_nothing(
+    queue: redis.Redis, tmp_path: Path
+) -> None:
+    # Given 300 rows, four of them bad
+    path = write_csv(tmp_path, 300, BAD_ROWS)
+
+    code, summary = run_bulk(str(path), "--document", str(tmp_path / "letter.pdf"))
+
+    # Then the 296 good rows are jobs, each bad row is named, and the exit code says so
+    assert code == 2
+    assert (summary["rows"], summary["accepted"], summary["duplicates"]) == (300, 296, 0)
+    assert [r["row"] for r in summary["rejected"]] == sorted(BAD_ROWS)
+    assert summary["rejected"][-1]["error"] == "to: a destination number is required"
+    assert summary["ignored_columns"] == ["comment"]
+    assert summary["rows_per_second"] > 0
+    assert count(Job) == count(JobDocument) == 296
+    assert count(Document) == 1
+    # and nothing was published one by one: the jobs are due now, for the tick
+    assert queue.llen("dispatch") == 0
+    with get_engine().connect() as conn:
+        latest = conn.execute(select(func.max(Job.next_attempt_at))).scalar_one()
+        meta = conn.execute(select(Job.meta).where(Job.idempotency_key.like("%:2"))).scalar()
+    assert latest.replace(tzinfo=None) <= utcnow().replace(tzinfo=None)
+    assert meta == {"account": "acct-2"}
+
+    # When the same file runs again
+    code, again = run_bulk(str(path), "--document", str(tmp_path / "letter.pdf"))
+
+    # Then every good row is a duplicate and no job is added
+    assert code == 2
+    assert (again["accepted"], again["duplicates"]) == (0, 296)
+    assert again["rejected"] == summary["rejected"]
+    assert count(Job) == 296
+
+
+def test_a_run_stopped_halfway_is_finished_by_the_next_run_with_nothing_twice(
+    queue: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a run that commits its first chunk of 1000 rows and then dies
+    path = write_csv(tmp_path, 2500)
+    with check_csv(path, document=tmp_path / "letter.pdf") as plan:
+        first = next(submit_plan(plan))
+    assert (first.accepted, count(Job)) == (1000, 1000)
+
+    # When the same file runs again
+    code, summary = run_bulk(str(path), "--document", str(tmp_path / "letter.pdf"))
+
+    # Then exactly the other 1500 rows are added, once each
+    assert code == 0
+    assert (summary["accepted"], summary["duplicates"], summary["rejected"]) == (1500, 1000, [])
+    with get_engine().connect() as conn:
+        keys = conn.execute(select(Job.idempotency_key)).scalars().all()
+    assert len(keys) == len(set(keys)) == 2500
+
+
+def test_strict_submits_nothing_when_a_row_is_bad(queue: redis.Redis, tmp_path: Path) -> None:
+    path = write_csv(tmp_path, 20, {5: "12345"})
+
+    code, summary = run_bulk(str(path), "--document", str(tmp_path / "letter.pdf"), "--strict")
+
+    assert code == 2
+    assert (summary["submitted"], summary["accepted"], count(Job)) == (False, 0, 0)
+
+
+def test_a_file_that_is_not_utf8_changes_nothing(queue: redis.Redis, tmp_path: Path) -> None:
+    path = write_csv(tmp_path, 20)
+    path.write_bytes(path.read_bytes() + "+12025550123,interfax,Jos\xe9,x\n".encode("latin-1"))
+
+    result = CliRunner().invoke(
+        app, ["bulk", str(path), "--document", str(tmp_path / "letter.pdf")]
+    )
+
+    assert result.exit_code == 2
+    assert "line 22 is not UTF-8" in result.stderr
+    assert (count(Job), count(Document)) == (0, 0)
+    assert not get_settings().documents_dir.exists()
+
+
+def test_a_rerun_with_a_changed_document_rejects_each_row_as_a_conflict(
+    queue: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a file submitted once, whose document is then edited
+    path = write_csv(tmp_path, 5)
+    document = tmp_path / "letter.pdf"
+    run_bulk(str(path), "--document", str(document))
+    document.write_bytes(make_pdf(3))
+
+    code, summary = run_bulk(str(path), "--document", str(document))
+
+    # Then the same keys now ask for other faxes: each row is refused, nothing is added
+    assert code == 2
+    assert (summary["accepted"], summary["duplicates"]) == (0, 0)
+    assert [r["row"] for r in summary["rejected"]] == [2, 3, 4, 5, 6]
+    assert "did a document change since?" in summary["rejected"][0]["error"]
+    assert count(Job) == 5
+
+
+def test_the_tick_dispatches_bulk_jobs_in_batches(
+    queue: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAX_TICK_BATCH_SIZE", "40")
+    get_settings.cache_clear()
+    path = write_csv(tmp_path, 100)
+    run_bulk(str(path), "--document", str(tmp_path / "letter.pdf"))
+
+    reports = [tick().dispatched for _ in range(4)]
+
+    assert reports == [40, 40, 20, 0]
+    assert queue.llen("dispatch") == 100
