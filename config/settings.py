@@ -77,9 +77,6 @@ class Settings(BaseSettings):
         gt=0,
         description="Multiplies every delay (backoff, polls, sandbox hold); 0.01 is 100x faster.",
     )
-    default_provider: str = Field(
-        default="interfax", description="Provider for jobs that do not name one."
-    )
     tick_interval: float = Field(default=5.0, gt=0, description="Seconds between beat ticks.")
     dispatch_lease: float = Field(
         default=300.0, gt=0, description="Seconds a job may sit in dispatching before reconcile."

@@ -23,7 +23,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from config.settings import get_settings
 from dispatcher.catalogue import Provider
 from dispatcher.documents import DocumentInfo, inspect_document
 from dispatcher.errors import IdempotencyConflict, ValidationError
@@ -216,7 +215,7 @@ def _send_at(text: str) -> datetime | None:
 
 
 def _check_row(
-    cells: list[str], columns: _Columns, documents: _Documents, provider: str
+    cells: list[str], columns: _Columns, documents: _Documents, provider: str | None
 ) -> tuple[str, ValidFax]:
     """The row's document key and its validated fax; raises ``ValidationError``."""
     if len(cells) > columns.width:
@@ -228,7 +227,7 @@ def _check_row(
     fax = validate_fax(
         _cell(cells, columns.to),
         [(name, content)],
-        _cell(cells, columns.provider).lower() or provider,
+        _cell(cells, columns.provider).lower() or provider or None,
         _send_at(_cell(cells, columns.send_at)),
         {key: cells[i] for key, i in columns.meta if i < len(cells) and cells[i]},
         inspections=documents.inspections,
@@ -270,7 +269,6 @@ def _check(
     progress: Callable[[int], None] | None,
 ) -> BulkPlan:
     name = path.name
-    default_provider = provider or get_settings().default_provider
     documents = _Documents(path.parent, document)
     if document is not None:
         documents.get("")  # an unusable default fails the file, not each of its rows
@@ -292,7 +290,7 @@ def _check(
                 continue
             rows += 1
             try:
-                doc_key, fax = _check_row(cells, columns, documents, default_provider)
+                doc_key, fax = _check_row(cells, columns, documents, provider)
             except ValidationError as exc:
                 rejected.append(RowError(row_number, str(exc)))
                 continue

@@ -19,7 +19,7 @@ from config.settings import get_settings
 from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderError, ProviderTransientError
 from dispatcher.resilience import CircuitBreaker, LineLeases, TokenBucket
-from dispatcher.routing import Routing, load_routing
+from dispatcher.routing import current_routing as routing
 
 __all__ = [
     "Hold",
@@ -29,16 +29,11 @@ __all__ = [
     "record_provider_call",
     "redis_client",
     "release_line",
-    "routing",
     "share_busy",
     "status_read_wait",
 ]
 
 log = logging.getLogger(__name__)
-
-
-def routing() -> Routing:
-    return load_routing(get_settings().routing_file)
 
 
 @cache

@@ -18,10 +18,11 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers import timezone as number_timezones
 
+from config.settings import get_settings
 from dispatcher.catalogue import Provider
 from dispatcher.errors import ConfigurationError
 
-__all__ = ["Routing", "Window", "load_routing"]
+__all__ = ["Routing", "Window", "current_routing", "load_routing"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -149,3 +150,8 @@ def load_routing(path: Path) -> Routing:
         share_busy=bool(lines.get("share_busy", True)),
         limits={name: Limits(**values) for name, values in data.get("limits", {}).items()},
     )
+
+
+def current_routing() -> Routing:
+    """The routing file FAX_ROUTING_FILE names (read once per file per process)."""
+    return load_routing(get_settings().routing_file)

@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -20,12 +20,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from config.settings import Settings, get_settings
+from config.settings import get_settings
 from dispatcher.clock import utcnow
 from dispatcher.documents import DocumentInfo, DocumentStore
 from dispatcher.errors import IdempotencyConflict
 from dispatcher.lifecycle import JobState
-from dispatcher.messaging import publish_dispatch
+from dispatcher.messaging import publish_dispatch, redelivery_guard
 from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import Document, Job, JobDocument
 from dispatcher.validation import ValidFax, validate_fax
@@ -64,11 +64,6 @@ def _request_hash(fax: ValidFax) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
-def _redelivery_guard(settings: Settings) -> timedelta:
-    """How long a freshly published job waits before the tick publishes it again."""
-    return timedelta(seconds=max(settings.scaled(60.0), settings.tick_interval))
-
-
 def _job_rows(
     fax: ValidFax, key: str | None, request_hash: str, now: datetime, first_try: datetime
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -79,6 +74,7 @@ def _job_rows(
         "id": job_id,
         "to_number": fax.to,
         "provider": fax.provider.value,
+        "route": [p.value for p in fax.route],
         "state": JobState.PENDING.value,
         "version": 1,
         "idempotency_key": key,
@@ -139,14 +135,12 @@ def _store_documents(session: Session, faxes: Iterable[ValidFax], store: Documen
 
 
 def validate(
-    request: FaxRequest,
-    settings: Settings,
-    inspections: MutableMapping[bytes, DocumentInfo] | None = None,
+    request: FaxRequest, inspections: MutableMapping[bytes, DocumentInfo] | None = None
 ) -> ValidFax:
     return validate_fax(
         request.to,
         request.documents,
-        request.provider or settings.default_provider,
+        request.provider,
         request.send_at,
         request.metadata,
         request.options,
@@ -162,9 +156,8 @@ def submit_many(
 ) -> list[Submitted]:
     """Validate every request first (nothing is written if one is bad), then write them
     in chunked transactions and publish the new ids after each commit."""
-    settings = get_settings()
     inspections: dict[bytes, DocumentInfo] = {}
-    items = [(r.idempotency_key, validate(r, settings, inspections)) for r in requests]
+    items = [(r.idempotency_key, validate(r, inspections)) for r in requests]
     results: list[Submitted] = []
     for start in range(0, len(items), chunk_size):
         results.extend(submit_valid(items[start : start + chunk_size], publish=publish))
@@ -186,7 +179,7 @@ def submit_valid(
     hashes = [_request_hash(fax) for _, fax in items]
     keys = [key for key, _ in items if key]
     now = utcnow()
-    first_try = now + _redelivery_guard(settings) if publish else now
+    first_try = now + redelivery_guard() if publish else now
     try:
         with session_scope(engine) as session:
             _store_documents(

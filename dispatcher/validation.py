@@ -17,6 +17,8 @@ from phonenumbers import NumberParseException, PhoneNumberType
 from dispatcher.catalogue import Provider
 from dispatcher.documents import DocumentInfo, inspect_document
 from dispatcher.errors import ValidationError
+from dispatcher.policy import PartialSend
+from dispatcher.routing import current_routing
 
 __all__ = ["LIMITS", "ProviderLimits", "ValidFax", "normalize_number", "validate_fax"]
 
@@ -86,6 +88,7 @@ class ValidFax:
     send_at: datetime | None
     metadata: Mapping[str, str]
     options: Mapping[str, Any]
+    route: tuple[Provider, ...] = ()
 
     @property
     def pages(self) -> int:
@@ -140,7 +143,7 @@ def _metadata(raw: Mapping[str, Any] | None) -> dict[str, str]:
 
 def _options(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     options = dict(raw or {})
-    unknown = set(options) - {"max_attempts", "retry_delay"}
+    unknown = set(options) - {"max_attempts", "retry_delay", "partial"}
     if unknown:
         raise ValidationError("options", f"unknown options {sorted(unknown)}")
     attempts = options.get("max_attempts")
@@ -149,6 +152,10 @@ def _options(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     delay = options.get("retry_delay")
     if delay is not None and (not isinstance(delay, int | float) or not 0 <= delay <= 86400):
         raise ValidationError("options.retry_delay", "must be seconds from 0 to 86400")
+    partial = options.get("partial")
+    choices = [choice.value for choice in PartialSend]
+    if partial is not None and partial not in choices:
+        raise ValidationError("options.partial", f"must be one of {', '.join(choices)}")
     return options
 
 
@@ -160,64 +167,97 @@ def _send_at(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def _check_limits(
+    provider: Provider, region: str, inspected: Sequence[tuple[str, bytes, DocumentInfo]]
+) -> None:
+    """Raise ``ValidationError`` unless ``provider`` takes these documents to this region."""
+    limits = LIMITS[provider]
+    if limits.countries is not None and region not in limits.countries:
+        raise ValidationError("to", f"{provider.value} does not fax to {region} numbers")
+    if len(inspected) > limits.max_files:
+        raise ValidationError(
+            "documents", f"{provider.value} takes at most {limits.max_files} files per fax"
+        )
+    for index, (name, _, info) in enumerate(inspected):
+        if info.mime_type not in limits.mime_types:
+            raise ValidationError(
+                f"documents[{index}]",
+                f"{info.mime_type} is not a type {provider.value} accepts ({name!r})",
+            )
+    total = sum(info.size for _, _, info in inspected)
+    if total > limits.max_total_bytes:
+        raise ValidationError(
+            "documents", f"{total} bytes is over {provider.value}'s {limits.max_total_bytes}"
+        )
+    pages = sum(info.page_count for _, _, info in inspected)
+    if pages > limits.max_pages:
+        raise ValidationError(
+            "documents", f"{pages} pages is over {provider.value}'s {limits.max_pages}"
+        )
+
+
+def _provider(name: Provider | str) -> Provider:
+    try:
+        return Provider(name)
+    except ValueError:
+        names = ", ".join(p.value for p in Provider)
+        raise ValidationError("provider", f"unknown provider {name!r} (one of {names})") from None
+
+
 def validate_fax(
     to: str,
     documents: Sequence[tuple[str, bytes]],
-    provider: Provider | str,
+    provider: Provider | str | None,
     send_at: datetime | None = None,
     metadata: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     *,
     inspections: MutableMapping[bytes, DocumentInfo] | None = None,
 ) -> ValidFax:
-    """Check a request against the number rules and the chosen provider's limits.
+    """Check a request against the destination rules and the providers' limits.
 
-    ``inspections`` caches document inspections across calls: a batch that sends the same
-    bytes to many numbers parses them once instead of once per fax.
+    With no ``provider``, the route for the destination (``config/routing.toml``) decides,
+    keeping only providers that take these documents to this country; the first of them
+    sends, the rest are the failover order. ``inspections`` caches document inspections
+    across calls, so a batch sending the same bytes to many numbers parses them once.
     """
-    try:
-        chosen = Provider(provider)
-    except ValueError:
-        names = ", ".join(p.value for p in Provider)
-        raise ValidationError(
-            "provider", f"unknown provider {provider!r} (one of {names})"
-        ) from None
-    limits = LIMITS[chosen]
+    named = None if provider is None else _provider(provider)
+    routing = current_routing()
     parsed = _parse_number(to, "to")
     number = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    if limits.countries is not None:
-        region = phonenumbers.region_code_for_number(parsed)
-        if region not in limits.countries:
-            raise ValidationError("to", f"{chosen.value} does not fax to {region} numbers")
+    refused = routing.reject_reason(number)
+    if refused:
+        raise ValidationError("to", refused)
     if not documents:
         raise ValidationError("documents", "at least one document is required")
-    if len(documents) > limits.max_files:
-        raise ValidationError(
-            "documents", f"{chosen.value} takes at most {limits.max_files} files per fax"
-        )
     inspected = []
     for index, (name, content) in enumerate(documents):
-        field = f"documents[{index}]"
         info = inspections.get(content) if inspections is not None else None
         if info is None:
-            info = inspect_document(content, field)
+            info = inspect_document(content, f"documents[{index}]")
             if inspections is not None:
                 inspections[content] = info
-        if info.mime_type not in limits.mime_types:
-            raise ValidationError(
-                field, f"{info.mime_type} is not a type {chosen.value} accepts ({name!r})"
-            )
         inspected.append((name, content, info))
-    total = sum(info.size for _, _, info in inspected)
-    if total > limits.max_total_bytes:
-        raise ValidationError(
-            "documents", f"{total} bytes is over {chosen.value}'s {limits.max_total_bytes}"
-        )
-    fax = ValidFax(
-        number, chosen, inspected, _send_at(send_at), _metadata(metadata), _options(options)
+    region = phonenumbers.region_code_for_number(parsed)
+    candidates = (named,) if named else routing.route_for(number)
+    route: list[Provider] = []
+    first_error: ValidationError | None = None
+    for candidate in candidates:
+        try:
+            _check_limits(candidate, region, inspected)
+        except ValidationError as exc:
+            first_error = first_error or exc
+            continue
+        route.append(candidate)
+    if not route:
+        assert first_error is not None
+        raise first_error
+    return ValidFax(
+        number,
+        route[0],
+        inspected,
+        _send_at(send_at),
+        _metadata(metadata),
+        _options(options),
+        tuple(route),
     )
-    if fax.pages > limits.max_pages:
-        raise ValidationError(
-            "documents", f"{fax.pages} pages is over {chosen.value}'s {limits.max_pages}"
-        )
-    return fax
