@@ -17,9 +17,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import and_, case, func, or_, select
 
+from dispatcher import guards
 from dispatcher.api.auth import require_token
+from dispatcher.catalogue import Provider
 from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState
+from dispatcher.resilience import BreakerState
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job
 from workers.broker import broker_url
@@ -40,6 +43,7 @@ class FaxCollector(Collector):
         depth = self._queue_depth()
         if depth is not None:
             yield depth
+            yield from self._breakers()
 
     def _database(self) -> Iterator[Metric]:
         now = utcnow()
@@ -95,6 +99,24 @@ class FaxCollector(Collector):
         for queue, length in zip(QUEUES, lengths, strict=True):
             depth.add_metric([queue], length)
         return depth
+
+    def _breakers(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "fax_provider_circuit_open",
+            "1 while a provider's circuit breaker is open or half-open, else 0.",
+            labels=["provider"],
+        )
+        failures = GaugeMetricFamily(
+            "fax_provider_consecutive_failures",
+            "Consecutive transport failures or 5xx answers of each provider.",
+            labels=["provider"],
+        )
+        for provider in Provider:
+            status = guards.breaker(provider.value).status()
+            state.add_metric([provider.value], int(status.state is not BreakerState.CLOSED))
+            failures.add_metric([provider.value], status.failures)
+        yield state
+        yield failures
 
 
 _registry = CollectorRegistry(auto_describe=False)

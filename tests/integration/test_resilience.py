@@ -3,14 +3,17 @@ faults, the breaker, rate limits and line leases shared through the embedded val
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from dispatcher import guards, queries
+from dispatcher.cli import app
 from dispatcher.errors import ValidationError
 from dispatcher.resilience import BreakerState
 from dispatcher.submission import FaxRequest, submit
@@ -70,6 +73,9 @@ def test_a_failing_provider_does_not_slow_the_others(stack: Stack) -> None:
     circuit = guards.breaker("faxplus")
     stack.wait_for(lambda: circuit.status().state is BreakerState.OPEN)
     calls_when_opened = len(requests(stack, "faxplus"))
+    shown = CliRunner().invoke(app, ["providers", "--json"])
+    circuits = {row["provider"]: row["circuit"] for row in json.loads(shown.output)}
+    assert circuits["faxplus"] in {"open", "half_open"} and circuits["interfax"] == "closed"
     later = time.monotonic() + 1.5
     stack.wait_for(lambda: time.monotonic() > later)
     assert len(requests(stack, "faxplus")) <= calls_when_opened + 1  # at most one probe
