@@ -57,8 +57,15 @@ def breaker(provider: str) -> CircuitBreaker:
     )
 
 
+#: A line lease never lasts less than this many real seconds, even at a small time
+#: scale: it must outlive a pause in polling (a database outage), or a second call
+#: could start while the first fax is still on the line.
+MIN_LINE_LEASE = 60.0
+
+
 def _lines() -> LineLeases:
-    return LineLeases(redis_client(), ttl=get_settings().scaled(routing().line_lease))
+    ttl = max(get_settings().scaled(routing().line_lease), MIN_LINE_LEASE)
+    return LineLeases(redis_client(), ttl=ttl)
 
 
 def _bucket(provider: str, kind: str, per_second: float | None) -> TokenBucket | None:

@@ -24,7 +24,7 @@ import httpx
 
 from config.settings import Settings
 from dispatcher.store.db import upgrade
-from workers.broker import ensure_embedded_broker, stop_embedded_broker
+from workers.broker import ensure_embedded_broker, running_broker_url, stop_embedded_broker
 
 __all__ = ["LocalStack", "worker_command"]
 
@@ -149,7 +149,7 @@ class LocalStack:
 
     def start(self) -> None:
         settings = self.settings
-        was_running = (settings.broker_dir / "broker.json").exists()
+        was_running = running_broker_url(settings.broker_dir) is not None
         self.broker_url = settings.broker_url or ensure_embedded_broker(settings.broker_dir)
         self.started_broker = not settings.broker_url and not was_running
         upgrade(settings.resolved_database_url)

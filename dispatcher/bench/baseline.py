@@ -1,0 +1,83 @@
+"""The bare Celery baseline: a throwaway app on the same broker, with a no-op task (for
+intake) and a task that makes the same InterFAX send our dispatch path makes (for the
+dispatch and latency measurements). Same delivery settings as ours (late acks, prefetch
+1, JSON), none of our bookkeeping: no database, no guards, no events.
+
+Run by ``celery -A dispatcher.bench.baseline worker -Q bench``; reads FAX_BROKER_URL and
+FAX_SANDBOX_URL from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import httpx
+from celery import Celery, Task
+from kombu import pools
+
+from dispatcher.demo import sample_document
+
+__all__ = ["QUEUE", "app", "noop", "post", "publish"]
+
+QUEUE = "bench"
+
+app = Celery("fax_bench_baseline")
+app.conf.update(
+    broker_url=os.environ.get("FAX_BROKER_URL"),
+    broker_connection_retry_on_startup=True,
+    task_ignore_result=True,
+    task_serializer="json",
+    accept_content=["json"],
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue=QUEUE,
+    worker_hijack_root_logger=False,
+)
+
+
+@cache
+def _client() -> httpx.Client:
+    return httpx.Client(
+        base_url=f"{os.environ['FAX_SANDBOX_URL']}/interfax",
+        auth=("sandbox", "sandbox"),
+        timeout=30,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+    )
+
+
+@cache
+def _document() -> bytes:
+    return sample_document()
+
+
+@app.task(name="bench.noop")
+def noop(job_id: str, number: int) -> None:
+    """Nothing: intake measures publishing only."""
+
+
+@app.task(name="bench.post")
+def post(to: str, reference: str) -> str:
+    """The InterFAX send our adapter makes: the PDF as the body, the fax id in Location."""
+    response = _client().post(
+        "/outbound/faxes",
+        params={"faxNumber": to, "reference": reference},
+        content=_document(),
+        headers={"Content-Type": "application/pdf"},
+    )
+    response.raise_for_status()
+    return response.headers["Location"]
+
+
+def publish(task: Task, calls: Sequence[Sequence[Any]], broker_url: str) -> float:
+    """Seconds to ``apply_async`` each call on one pooled producer, after one warm-up."""
+    connection = app.connection_for_write(broker_url)
+    with pools.producers[connection].acquire(block=True) as producer:
+        task.apply_async(args=list(calls[0]), queue=QUEUE, producer=producer)
+        start = time.perf_counter()
+        for args in calls[1:]:
+            task.apply_async(args=list(args), queue=QUEUE, producer=producer)
+        return time.perf_counter() - start

@@ -1,0 +1,90 @@
+"""Item 2, dispatch overhead: attempts per second of our dispatch path against the
+sandbox at 0 ms latency, against a bare Celery task that makes the same InterFAX POST.
+
+Both run in a worker of the same pool and concurrency on the same broker and sandbox.
+The messages are queued before the worker starts, and the rate is read from the
+sandbox's send log (its steady part), so neither side's start-up is counted.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from dispatcher.bench.baseline import post, publish
+from dispatcher.bench.harness import BenchStack, bench_stack, rss_mb, steady_rate
+from dispatcher.bench.report import Measurement
+from dispatcher.bench.workload import interfax_requests, plain_numbers
+from dispatcher.submission import submit_many
+
+__all__ = ["Run", "run_bare", "run_ours", "measure_dispatch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One worker run: steady sends/s, wall seconds for all sends, peak worker RSS."""
+
+    rate: float
+    seconds: float
+    peak_rss_mb: float
+
+
+def _drain(stack: BenchStack, worker_pid: object, count: int, timeout: float) -> Run:
+    """Wait until the sandbox has ``count`` sends, sampling the worker's memory."""
+    process = next(p for p in stack.children if p.pid == worker_pid)
+    start = time.monotonic()
+    peak = 0.0
+    while (sent := stack.send_count()) < count:
+        peak = max(peak, rss_mb(process))
+        if time.monotonic() - start > timeout:
+            raise RuntimeError(f"only {sent} of {count} sends after {timeout:.0f}s")
+        time.sleep(0.5)
+    seconds = time.monotonic() - start
+    stack.stop_child(process)
+    return Run(steady_rate(stack.sends()), seconds, peak)
+
+
+def run_ours(
+    count: int, concurrency: int, pool: str = "threads", latency_ms: float = 0.0
+) -> Run:
+    with bench_stack("dispatch") as stack:
+        stack.start_sandbox(latency_ms)
+        submit_many(interfax_requests(count), publish=True)
+        worker = stack.start_worker(concurrency, pool)
+        return _drain(stack, worker.pid, count, timeout=60 + count / 5)
+
+
+def run_bare(
+    count: int, concurrency: int, pool: str = "threads", latency_ms: float = 0.0
+) -> Run:
+    with bench_stack("dispatch-bare") as stack:
+        stack.start_sandbox(latency_ms)
+        calls = [(n, f"bare-{uuid.uuid4().hex[:12]}") for n in plain_numbers(count)]
+        publish(post, calls, stack.env["FAX_BROKER_URL"])
+        worker = stack.start_worker(
+            concurrency, pool, app="dispatcher.bench.baseline", queues="bench"
+        )
+        return _drain(stack, worker.pid, count, timeout=60 + count / 5)
+
+
+def measure_dispatch(count: int, concurrency: int) -> tuple[Measurement, Run]:
+    """The measurement, and the bare run (item 6 compares against its rate)."""
+    ours = run_ours(count, concurrency)
+    bare = run_bare(count, concurrency)
+    measurement = Measurement(
+        key="dispatch",
+        name="2. dispatch overhead (0 ms)",
+        unit="attempts/s",
+        ours=ours.rate,
+        baseline=bare.rate,
+        goal=0.75,
+        note=f"InterFAX sends, threads pool -c {concurrency}; baseline: bare task, same POST",
+        details={
+            "attempts": count,
+            "concurrency": concurrency,
+            "ours_wall_seconds": ours.seconds,
+            "baseline_wall_seconds": bare.seconds,
+        },
+    )
+    return measurement, bare

@@ -1,0 +1,205 @@
+"""One isolated stack per measurement: a temporary FAX_HOME, its own embedded broker and
+database, and child processes (sandbox, workers) that are always stopped.
+
+The bench process itself submits and ticks, so this module also points the current
+process at the stack (environment, cached settings, adapters) and restores it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from config.settings import CONFIG_DIR, get_settings
+from dispatcher.providers.registry import clear_adapters
+from dispatcher.stack import worker_command
+from dispatcher.store.db import engine_for, upgrade
+from workers.broker import ensure_embedded_broker, stop_embedded_broker
+
+__all__ = ["BenchStack", "bench_stack", "steady_rate"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _routing_without_limits(target: Path) -> Path:
+    """The default routing file minus its [limits.*] tables: the bench measures our
+    code, not the per-account rate limits (which would cap every number it reports)."""
+    kept: list[str] = []
+    in_limits = False
+    for line in (CONFIG_DIR / "routing.toml").read_text().splitlines():
+        if line.startswith("["):
+            in_limits = line.startswith("[limits")
+        if not in_limits:
+            kept.append(line)
+    target.write_text("\n".join(kept) + "\n")
+    return target
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _point_here(env: dict[str, str]) -> None:
+    """Make this process's settings, engines and adapters follow ``env``."""
+    for key in [k for k in os.environ if k.startswith("FAX_")]:
+        del os.environ[key]
+    os.environ.update({k: v for k, v in env.items() if k.startswith("FAX_")})
+    get_settings.cache_clear()
+    clear_adapters()
+
+
+@dataclass
+class BenchStack:
+    """A temporary stack; start children with ``start_sandbox`` / ``start_worker``."""
+
+    home: Path
+    env: dict[str, str]
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sandbox_url: str = ""
+
+    def _spawn(self, name: str, command: list[str], ready: str | None) -> subprocess.Popen[bytes]:
+        log = self.home / f"{name}.log"
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.children.append(process)
+        deadline = time.monotonic() + 60
+        while ready is not None and ready.encode() not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        return process
+
+    def start_sandbox(self, latency_ms: float = 0.0) -> str:
+        port = _free_port()
+        self.sandbox_url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "dispatcher.cli", "sandbox", "--port", str(port)]
+        self._spawn("sandbox", [*command, "--latency-ms", str(latency_ms)], None)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{self.sandbox_url}/_sandbox/sends", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the sandbox did not start") from None
+                time.sleep(0.05)
+        self.env["FAX_SANDBOX_URL"] = self.sandbox_url
+        _point_here(self.env)
+        return self.sandbox_url
+
+    def start_worker(
+        self, concurrency: int, pool: str = "threads", app: str = "workers.app", queues: str = ""
+    ) -> subprocess.Popen[bytes]:
+        """Our worker (``dispatcher.stack.worker_command``), or the same command line for
+        another app (the bare Celery baseline) or pool."""
+        command = worker_command(concurrency, f"bench{len(self.children)}")
+        command[command.index("threads")] = pool
+        command[command.index("workers.app")] = app
+        if queues:
+            command[command.index("-Q") + 1] = queues
+        return self._spawn(f"worker-{len(self.children)}", command, " ready.")
+
+    def stop_child(self, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if process in self.children:
+            self.children.remove(process)
+
+    def sends(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.sandbox_url}/_sandbox/sends", timeout=120)
+        response.raise_for_status()
+        return response.json()
+
+    def send_count(self) -> int:
+        return len(self.sends())
+
+
+def rss_mb(process: subprocess.Popen[bytes]) -> float:
+    """Resident memory of a worker and its children (a prefork pool would have some)."""
+    try:
+        root = psutil.Process(process.pid)
+        members = [root, *root.children(recursive=True)]
+        return sum(p.memory_info().rss for p in members) / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+def steady_rate(sends: list[dict[str, Any]], low: float = 0.1, high: float = 0.9) -> float:
+    """Sends per second between the 10th and 90th percentile of send times: the steady
+    part, without the worker's start and the last stragglers."""
+    times = sorted(datetime.fromisoformat(s["at"]).timestamp() for s in sends)
+    if len(times) < 10:
+        return 0.0
+    first, last = int(len(times) * low), int(len(times) * high)
+    span = times[last] - times[first]
+    return (last - first) / span if span > 0 else 0.0
+
+
+@contextmanager
+def bench_stack(
+    label: str,
+    *,
+    time_scale: float = 1.0,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[BenchStack]:
+    """A fresh FAX_HOME with its broker and migrated database; everything is stopped and
+    removed on the way out, and this process's settings are restored."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("FAX_")}
+    home = Path(tempfile.mkdtemp(prefix=f"fax-bench-{label}-"))
+    broker_dir = home / "broker"
+    stack: BenchStack | None = None
+    try:
+        broker = ensure_embedded_broker(broker_dir)
+        db_url = database_url or f"sqlite:///{home / 'fax.db'}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FAX_")}
+        env.update(
+            FAX_HOME=str(home),
+            FAX_DATABASE_URL=db_url,
+            FAX_BROKER_URL=broker,
+            FAX_TIME_SCALE=str(time_scale),
+            FAX_ROUTING_FILE=str(_routing_without_limits(home / "routing.toml")),
+            PYTHONPATH=str(ROOT),
+            **(extra_env or {}),
+        )
+        stack = BenchStack(home, env)
+        _point_here(env)
+        upgrade(db_url)
+        yield stack
+    finally:
+        if stack is not None:
+            for process in list(stack.children):
+                stack.stop_child(process)
+            engine_for(stack.env["FAX_DATABASE_URL"]).dispose()
+        stop_embedded_broker(broker_dir)
+        _point_here(saved)
+        shutil.rmtree(home, ignore_errors=True)

