@@ -10,6 +10,7 @@ doubling it; on SQLite a duplicate publish is harmless because every task is con
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,8 +47,29 @@ def _locked(session: Session, query: Select[Any]) -> Select[Any]:
     return query
 
 
-def _claim_due(session: Session, query: Select[Any], column: Any, guard: datetime) -> list[Any]:
-    rows = session.execute(_locked(session, query)).all()
+def _full_poll_batches(rows: list[Any], limit: int, size: int) -> list[Any]:
+    """With more polls due than one tick takes, leave each provider's last partial batch
+    for the next tick, so status reads go ``size`` faxes per provider request."""
+    if len(rows) < limit:
+        return rows
+    by_provider: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_provider[row.provider].append(row)
+    return [
+        row
+        for group in by_provider.values()
+        for row in (group[: len(group) - len(group) % size] or group)
+    ]
+
+
+def _claim_due(
+    session: Session,
+    query: Select[Any],
+    column: Any,
+    guard: datetime,
+    keep: Callable[[list[Any]], list[Any]] = lambda rows: rows,
+) -> list[Any]:
+    rows = keep(session.execute(_locked(session, query)).all())
     if rows:
         session.execute(
             update(Job)
@@ -86,6 +108,7 @@ def tick(now: datetime | None = None) -> TickReport:
             .limit(batch),
             Job.next_poll_at,
             guard,
+            lambda rows: _full_poll_batches(rows, batch, settings.poll_batch_size),
         )
         stuck = _claim_due(
             session,

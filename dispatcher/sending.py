@@ -20,7 +20,7 @@ import socket
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from dispatcher import guards
 from dispatcher.catalogue import classify_transport
@@ -72,7 +72,8 @@ def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) ->
             return _defer(session, job, hold)
         number = job.attempt_count + 1
         if not transition(session, job, JobState.DISPATCHING, attempt_count=number):
-            guards.release_line(job.to_number, job.id)
+            # The line lease belongs to the job, and the winner of the claim (the same
+            # job) is about to use it: releasing it here would let another fax dial in.
             return "skipped: claimed by another worker"
         attempt = Attempt(
             job_id=job.id,
@@ -140,7 +141,8 @@ def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
 def _record_sent(job_id: str, number: int, fax_id: str, *, source: str) -> bool:
     """Record the provider's fax id and start polling. False if the job moved meanwhile."""
     with session_scope() as session:
-        job = session.get_one(Job, job_id)
+        # Recording the answer never reads the documents: skip their selectin load.
+        job = session.get_one(Job, job_id, options=[lazyload(Job.documents)])
         attempt = session.scalars(
             select(Attempt).where(Attempt.job_id == job_id, Attempt.number == number)
         ).one()

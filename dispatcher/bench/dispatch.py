@@ -45,9 +45,7 @@ def _drain(stack: BenchStack, worker_pid: object, count: int, timeout: float) ->
     return Run(steady_rate(stack.sends()), seconds, peak)
 
 
-def run_ours(
-    count: int, concurrency: int, pool: str = "threads", latency_ms: float = 0.0
-) -> Run:
+def run_ours(count: int, concurrency: int, pool: str = "threads", latency_ms: float = 0.0) -> Run:
     with bench_stack("dispatch") as stack:
         stack.start_sandbox(latency_ms)
         submit_many(interfax_requests(count), publish=True)
@@ -55,9 +53,7 @@ def run_ours(
         return _drain(stack, worker.pid, count, timeout=60 + count / 5)
 
 
-def run_bare(
-    count: int, concurrency: int, pool: str = "threads", latency_ms: float = 0.0
-) -> Run:
+def run_bare(count: int, concurrency: int, pool: str = "threads", latency_ms: float = 0.0) -> Run:
     with bench_stack("dispatch-bare") as stack:
         stack.start_sandbox(latency_ms)
         calls = [(n, f"bare-{uuid.uuid4().hex[:12]}") for n in plain_numbers(count)]

