@@ -70,8 +70,14 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None, description="Redis URL; default is the embedded valkey under FAX_HOME."
     )
-    retry_policy_file: Path = CONFIG_DIR / "retry_policy.toml"
-    routing_file: Path = CONFIG_DIR / "routing.toml"
+    retry_policy_file: Path = Field(
+        default=CONFIG_DIR / "retry_policy.toml",
+        description="Backoff per provider and code family (TOML).",
+    )
+    routing_file: Path = Field(
+        default=CONFIG_DIR / "routing.toml",
+        description="Routes, never-dialled numbers, sending windows, breaker, limits (TOML).",
+    )
     time_scale: float = Field(
         default=1.0,
         gt=0,
@@ -81,14 +87,22 @@ class Settings(BaseSettings):
     dispatch_lease: float = Field(
         default=300.0, gt=0, description="Seconds a job may sit in dispatching before reconcile."
     )
-    tick_batch_size: int = Field(default=500, gt=0)
-    poll_batch_size: int = Field(default=50, gt=0)
+    tick_batch_size: int = Field(
+        default=500, gt=0, description="Jobs one tick publishes at most, per kind of work."
+    )
+    poll_batch_size: int = Field(
+        default=50, gt=0, description="Faxes per batched status read (one poll message)."
+    )
     sandbox_url: str | None = Field(
         default=None,
         description="When set, every provider without credentials talks to this sandbox.",
     )
-    api_tokens: list[SecretStr] = Field(default_factory=list)
-    flower_basic_auth: SecretStr | None = None
+    api_tokens: list[SecretStr] = Field(
+        default_factory=list, description="Bearer tokens the HTTP API accepts (JSON list)."
+    )
+    flower_basic_auth: SecretStr | None = Field(
+        default=None, description="user:password for Flower."
+    )
 
     faxplus: FaxPlusSettings = FaxPlusSettings()
     interfax: InterFaxSettings = InterFaxSettings()

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -129,5 +130,10 @@ def create_app(config: SandboxConfig | None = None, **overrides: Any) -> Sandbox
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         return provider_error(provider_of(request.url.path), 400, str(exc.errors()))
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_: Request, __: ClientDisconnect) -> Response:
+        # The client hung up mid-request (a killed worker): nobody is left to answer.
+        return Response(status_code=499)
 
     return app
