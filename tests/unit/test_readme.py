@@ -22,3 +22,16 @@ def test_both_commands_set_up_their_own_virtualenv() -> None:
     assert len(commands) >= 2
     for command in commands[:2]:
         assert command.startswith("python3 -m venv .venv && .venv/bin/pip install")
+
+
+def test_every_setting_is_documented() -> None:
+    from config.settings import Settings
+
+    text = (ROOT / "README.md").read_text()
+    for name, field in Settings.model_fields.items():
+        nested = getattr(field.annotation, "model_fields", None)
+        if nested is None:
+            assert f"`FAX_{name.upper()}`" in text, name
+            continue
+        for inner in nested:
+            assert f"FAX_{name.upper()}__{inner.upper()}" in text or f"__{inner.upper()}" in text
