@@ -26,7 +26,7 @@ from config.settings import Settings
 from dispatcher.store.db import upgrade
 from workers.broker import ensure_embedded_broker, running_broker_url, stop_embedded_broker
 
-__all__ = ["LocalStack", "worker_command"]
+__all__ = ["LocalStack", "beat_command", "worker_command"]
 
 COMPONENTS = ("sandbox", "worker", "beat", "api", "flower")
 
@@ -50,6 +50,22 @@ def worker_command(concurrency: int, name: str = "worker") -> list[str]:
         f"{name}@%h",
         "--without-gossip",
         "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+
+
+def beat_command(schedule: Path) -> list[str]:
+    """The Celery beat command line; the schedule file lives under FAX_HOME."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "beat",
+        "--schedule",
+        str(schedule),
         "--loglevel",
         "INFO",
     ]

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from functools import partial
 
-from dispatcher.catalogue.model import Family, Outcome, Remediation, StatusEntry, entry
+from dispatcher.catalogue.model import (
+    Family,
+    Outcome,
+    Remediation,
+    StatusEntry,
+    entry,
+    unlisted_failure,
+    unlisted_in_progress,
+)
 
 PROVIDER = "faxplus"
 
@@ -212,23 +220,9 @@ TABLE: dict[str, StatusEntry] = {
 def unknown(code: str) -> StatusEntry:
     """Safe default: an unlisted ``failed*`` is retried after a wait, anything else is polled."""
     if code.startswith("failed"):
-        return StatusEntry(
-            PROVIDER,
-            code,
-            "Unlisted failure",
-            Outcome.FAILURE,
-            Remediation.WAIT_AND_RETRY,
-            Family.UNKNOWN,
-            "Unlisted failure status: treated as a failure worth retrying.",
-            known=False,
+        return unlisted_failure(
+            PROVIDER, code, "Unlisted failure status: treated as a failure worth retrying."
         )
-    return StatusEntry(
-        PROVIDER,
-        code,
-        "Unlisted status",
-        Outcome.IN_PROGRESS,
-        Remediation.POLL,
-        Family.IN_PROGRESS,
-        "Unlisted status: treated as not final, polled again later.",
-        known=False,
+    return unlisted_in_progress(
+        PROVIDER, code, "Unlisted status: treated as not final, polled again later."
     )

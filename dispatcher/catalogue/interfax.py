@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from functools import partial
 
-from dispatcher.catalogue.model import Family, Outcome, Remediation, StatusEntry, entry
+from dispatcher.catalogue.model import (
+    Family,
+    Outcome,
+    Remediation,
+    StatusEntry,
+    entry,
+    unlisted_failure,
+    unlisted_in_progress,
+)
 
 PROVIDER = "interfax"
 
@@ -343,23 +351,12 @@ def unknown(code: str) -> StatusEntry:
     except ValueError:
         value = 1
     if value < 0:
-        return StatusEntry(
+        return unlisted_in_progress(
             PROVIDER,
             code,
-            "Fax is being handled",
-            Outcome.IN_PROGRESS,
-            Remediation.POLL,
-            Family.IN_PROGRESS,
             "Unlisted negative code: temporary, query again later.",
-            known=False,
+            label="Fax is being handled",
         )
-    return StatusEntry(
-        PROVIDER,
-        code,
-        "Unlisted failure",
-        Outcome.FAILURE,
-        Remediation.WAIT_AND_RETRY,
-        Family.UNKNOWN,
-        "Unlisted positive code: treated as a failure worth retrying.",
-        known=False,
+    return unlisted_failure(
+        PROVIDER, code, "Unlisted positive code: treated as a failure worth retrying."
     )

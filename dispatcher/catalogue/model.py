@@ -108,3 +108,33 @@ def entry(
         description=description,
         reroutable=reroutable,
     )
+
+
+def unlisted_in_progress(
+    provider: str, code: str, description: str, label: str = "Unlisted status"
+) -> StatusEntry:
+    """The safe default for an unknown code that reads as "not final": poll again later."""
+    return StatusEntry(
+        provider,
+        code,
+        label,
+        Outcome.IN_PROGRESS,
+        Remediation.POLL,
+        Family.IN_PROGRESS,
+        description,
+        known=False,
+    )
+
+
+def unlisted_failure(provider: str, code: str, description: str) -> StatusEntry:
+    """The safe default for an unknown failure code: retried after a wait, within limits."""
+    return StatusEntry(
+        provider,
+        code,
+        "Unlisted failure",
+        Outcome.FAILURE,
+        Remediation.WAIT_AND_RETRY,
+        Family.UNKNOWN,
+        description,
+        known=False,
+    )

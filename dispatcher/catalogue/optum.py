@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import partial
 
-from dispatcher.catalogue.model import Family, Outcome, Remediation, StatusEntry, entry
+from dispatcher.catalogue.model import (
+    Family,
+    Outcome,
+    Remediation,
+    StatusEntry,
+    entry,
+    unlisted_in_progress,
+)
 
 PROVIDER = "optum"
 FAILED = "FaxFailed"
@@ -143,13 +150,6 @@ def unknown(code: str) -> StatusEntry:
             description=f"{base.description} Unlisted reason {reason!r}: classified as {status}.",
             known=False,
         )
-    return StatusEntry(
-        PROVIDER,
-        code,
-        "Unlisted status",
-        Outcome.IN_PROGRESS,
-        Remediation.POLL,
-        Family.IN_PROGRESS,
-        "Unlisted status: treated as not final, polled again later.",
-        known=False,
+    return unlisted_in_progress(
+        PROVIDER, code, "Unlisted status: treated as not final, polled again later."
     )

@@ -23,7 +23,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from config.settings import get_settings
 from dispatcher.lifecycle import FINAL_STATES
 from dispatcher.providers.registry import clear_adapters
 from dispatcher.sandbox.server import SandboxServer
@@ -32,7 +31,7 @@ from dispatcher.store.models import Attempt, Job
 from dispatcher.submission import FaxRequest, submit_many
 from tests.fixtures.database import _new_postgres_database
 from tests.fixtures.documents import make_pdf
-from tests.fixtures.stack import ROOT, TIME_SCALE, Stack, _stack_env
+from tests.fixtures.stack import ROOT, TIME_SCALE, Stack, _stack_env, use_env
 from workers.broker import ensure_embedded_broker, stop_embedded_broker
 
 pytestmark = pytest.mark.chaos
@@ -64,11 +63,7 @@ def chaos_stack(
     with SandboxServer(time_scale=TIME_SCALE, hold_seconds=60.0) as sandbox:
         env = _stack_env(home, db_url, broker, sandbox.url)
         env.update(FAX_DISPATCH_LEASE="3", FAX_TICK_INTERVAL="0.2")
-        for key, value in env.items():
-            if key.startswith("FAX_"):
-                monkeypatch.setenv(key, value)
-        get_settings.cache_clear()
-        clear_adapters()
+        use_env(env, monkeypatch)
         stack = Stack(env, home, sandbox.url)
         beat = subprocess.Popen(
             [

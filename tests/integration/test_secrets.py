@@ -19,7 +19,6 @@ import redis
 from sqlalchemy import MetaData, select
 from typer.testing import CliRunner
 
-from config.settings import get_settings
 from dispatcher import queries
 from dispatcher.cli import app
 from dispatcher.providers.registry import clear_adapters
@@ -27,7 +26,7 @@ from dispatcher.sandbox.server import SandboxServer
 from dispatcher.store.db import engine_for, upgrade
 from dispatcher.submission import FaxRequest, submit_many
 from tests.fixtures.documents import make_pdf
-from tests.fixtures.stack import TIME_SCALE, Stack, _stack_env
+from tests.fixtures.stack import TIME_SCALE, Stack, _stack_env, use_env
 
 pytestmark = pytest.mark.e2e
 
@@ -96,11 +95,7 @@ def secret_stack(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
             FAX_OPTUM__TOKEN_URL=f"{sandbox.url}/optum/oauth/token",
             FAX_OPTUM__CLIENT_ID="sandbox",
         )
-        for key, value in env.items():
-            if key.startswith("FAX_"):
-                monkeypatch.setenv(key, value)
-        get_settings.cache_clear()
-        clear_adapters()
+        use_env(env, monkeypatch)
         stack = Stack(env, home, sandbox.url)
         try:
             stack.start_worker()
