@@ -50,6 +50,7 @@ def submit(
     send_at: datetime | None = None,
     metadata: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
+    deadline: datetime | None = None,
 ) -> str:
     """Accept one fax and return its job id (the existing job's id for a repeated key)."""
     request = FaxRequest(
@@ -60,6 +61,7 @@ def submit(
         send_at=send_at,
         metadata=metadata or {},
         options=options or {},
+        deadline=deadline,
     )
     return submit_many([request], chunk_size=1)[0].job_id
 

@@ -49,6 +49,7 @@ def next_on_route(job: Job) -> str | None:
 
 def decide_for(job: Job, entry: StatusEntry, retry_after: float | None = None) -> Decision:
     overrides = JobOverrides.from_options(job.options or {}, get_settings().time_scale)
+    time_left = (job.deadline - utcnow()).total_seconds() if job.deadline else None
     return decide(
         entry,
         history_of(job),
@@ -56,6 +57,7 @@ def decide_for(job: Job, entry: StatusEntry, retry_after: float | None = None) -
         overrides,
         retry_after=retry_after,
         next_provider=next_on_route(job),
+        time_left=time_left,
     )
 
 

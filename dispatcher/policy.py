@@ -182,12 +182,32 @@ def decide(
     rng: random.Random | None = None,
     retry_after: float | None = None,
     next_provider: str | None = None,
+    time_left: float | None = None,
 ) -> Decision:
     """Turn one classified status into the next step for the job.
 
     ``next_provider`` is the next provider on the job's route, if it has one: a
     reroutable failure moves there at once instead of waiting on the same provider.
+    ``time_left`` is the seconds until the job's deadline: no new attempt starts after it.
     """
+    decision = _decide(entry, history, policy, overrides, rng, retry_after, next_provider)
+    late = time_left is not None and (decision.delay or 0.0) > time_left
+    if decision.step in (Step.RETRY, Step.REROUTE) and late:
+        return Decision(
+            Step.FAIL, f"the deadline passes before the next attempt: {decision.reason}"
+        )
+    return decision
+
+
+def _decide(
+    entry: StatusEntry,
+    history: History,
+    policy: Policy,
+    overrides: JobOverrides,
+    rng: random.Random | None,
+    retry_after: float | None,
+    next_provider: str | None,
+) -> Decision:
     rng = rng or random.Random()
     what = f"{entry.provider} {entry.code} ({entry.label})"
     timing = policy.poll_timing(entry.provider)

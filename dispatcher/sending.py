@@ -64,6 +64,8 @@ def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) ->
             return f"skipped: job is {job.state} at attempt {job.attempt_count}"
         if job.send_at and job.send_at > utcnow():
             return "skipped: not due yet"
+        if job.deadline and job.deadline <= utcnow():
+            return _expire(session, job)
         last = _last_attempt(session, job)
         if last is not None and last.unsettled and _settle(session, job, last):
             return "settled an earlier send instead of sending again"
@@ -111,6 +113,18 @@ def _documents(job: Job) -> list[Document]:
         return documents
     remaining = pages_after(documents, job.resend_from_page)
     return documents if remaining is None else [remaining]
+
+
+def _expire(session: Session, job: Job) -> str:
+    """The job's deadline passed before it could be attempted again: stop it."""
+    state_from = job.state
+    reason = f"the deadline {job.deadline:%Y-%m-%d %H:%M:%S} UTC passed before attempt " + str(
+        job.attempt_count + 1
+    )
+    if not transition(session, job, JobState.FAILED, reason=reason, next_attempt_at=None):
+        return "skipped: moved meanwhile"
+    record_event(session, job, source="dispatch", state_from=state_from, detail=reason)
+    return reason
 
 
 def _defer(session: Session, job: Job, hold: guards.Hold) -> str:

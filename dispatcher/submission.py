@@ -44,6 +44,7 @@ class FaxRequest:
     send_at: datetime | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    deadline: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ def _request_hash(fax: ValidFax) -> str:
         "provider": fax.provider.value,
         "documents": [info.sha256 for _, _, info in fax.documents],
         "send_at": fax.send_at.isoformat() if fax.send_at else None,
+        "deadline": fax.deadline.isoformat() if fax.deadline else None,
         "metadata": dict(sorted(fax.metadata.items())),
         "options": dict(sorted(fax.options.items())),
     }
@@ -80,6 +82,7 @@ def _job_rows(
         "idempotency_key": key,
         "request_hash": request_hash,
         "send_at": fax.send_at,
+        "deadline": fax.deadline,
         "next_attempt_at": fax.send_at if fax.send_at and fax.send_at > now else first_try,
         "pages": fax.pages,
         "metadata": dict(fax.metadata),
@@ -144,6 +147,7 @@ def validate(
         request.send_at,
         request.metadata,
         request.options,
+        deadline=request.deadline,
         inspections=inspections,
     )
 

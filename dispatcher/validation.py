@@ -15,6 +15,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
 from dispatcher.catalogue import Provider
+from dispatcher.clock import utcnow
 from dispatcher.documents import DocumentInfo, inspect_document
 from dispatcher.errors import ValidationError
 from dispatcher.policy import PartialSend
@@ -89,6 +90,7 @@ class ValidFax:
     metadata: Mapping[str, str]
     options: Mapping[str, Any]
     route: tuple[Provider, ...] = ()
+    deadline: datetime | None = None
 
     @property
     def pages(self) -> int:
@@ -159,12 +161,20 @@ def _options(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     return options
 
 
-def _send_at(value: datetime | None) -> datetime | None:
+def _moment(value: datetime | None, field: str) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        raise ValidationError("send_at", "must include a time zone")
+        raise ValidationError(field, "must include a time zone")
     return value.astimezone(UTC)
+
+
+def _deadline(deadline: datetime | None, send_at: datetime | None) -> datetime | None:
+    """No attempt starts after the deadline; it must leave time for one."""
+    deadline = _moment(deadline, "deadline")
+    if deadline is not None and deadline <= max(send_at or utcnow(), utcnow()):
+        raise ValidationError("deadline", "must be later than now and than send_at")
+    return deadline
 
 
 def _check_limits(
@@ -212,6 +222,7 @@ def validate_fax(
     metadata: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     *,
+    deadline: datetime | None = None,
     inspections: MutableMapping[bytes, DocumentInfo] | None = None,
 ) -> ValidFax:
     """Check a request against the destination rules and the providers' limits.
@@ -252,12 +263,14 @@ def validate_fax(
     if not route:
         assert first_error is not None
         raise first_error
+    when = _moment(send_at, "send_at")
     return ValidFax(
         number,
         route[0],
         inspected,
-        _send_at(send_at),
+        when,
         _metadata(metadata),
         _options(options),
         tuple(route),
+        _deadline(deadline, when),
     )

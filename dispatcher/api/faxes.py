@@ -94,6 +94,9 @@ def create_fax(
     documents: Annotated[list[UploadFile], File(description="PDF, TIFF, PNG, JPEG, ...")],
     provider: Annotated[Provider | None, Form(description="Default: the configured one.")] = None,
     send_at: Annotated[str | None, Form(description="ISO 8601 time with a zone.")] = None,
+    deadline: Annotated[
+        str | None, Form(description="ISO 8601 time with a zone; no attempt starts after it.")
+    ] = None,
     metadata: Annotated[str | None, Form(description="A JSON object of strings.")] = None,
     options: Annotated[
         str | None, Form(description='JSON: {"max_attempts": 1-20, "retry_delay": seconds}')
@@ -112,6 +115,7 @@ def create_fax(
         send_at=_time("send_at", send_at),
         metadata=_object("metadata", metadata),
         options=_object("options", options),
+        deadline=_time("deadline", deadline),
     )
     result = submit(request)
     if not result.created:

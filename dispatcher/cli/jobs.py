@@ -58,6 +58,9 @@ def send(
     send_at: Annotated[
         datetime | None, typer.Option(help="ISO time with zone; send no earlier.")
     ] = None,
+    deadline: Annotated[
+        datetime | None, typer.Option(help="ISO time with zone; no attempt starts after it.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Submit one fax; prints its job id."""
@@ -74,6 +77,7 @@ def send(
                 provider=provider,
                 idempotency_key=idempotency_key,
                 send_at=send_at,
+                deadline=deadline,
             )
         )
     if as_json:

@@ -7,12 +7,13 @@ log (nothing sent twice, nothing sent that should not have been).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from dispatcher import operations, queries
+from dispatcher.clock import utcnow
 from dispatcher.submission import FaxRequest, submit
 from tests.fixtures.documents import make_pdf
 from tests.fixtures.stack import TIME_SCALE, Stack
@@ -167,3 +168,16 @@ def test_cancel_while_in_progress(stack: Stack, provider: str) -> None:
     events = queries.events(job_id)
     assert events[-1]["source"] == "operator" and events[-1]["to"] == "cancelled"
     assert len(stack.sends(job_id)) == 1
+
+
+def test_no_attempt_starts_after_the_deadline(stack: Stack) -> None:
+    request = FaxRequest(
+        to=BUSY_BUSY_SUCCESS,
+        documents=[("letter.pdf", make_pdf())],
+        provider="interfax",
+        deadline=utcnow() + timedelta(seconds=2),
+    )
+    job_id = submit(request).job_id
+    job = state_in(stack, job_id, FINAL)
+    assert job["state"] == "failed" and "deadline" in job["reason"]
+    assert 1 <= len(stack.sends(job_id)) <= 2

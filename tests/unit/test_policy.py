@@ -85,6 +85,16 @@ def test_rate_limit_waits_at_least_retry_after() -> None:
     assert decision.delay >= 500.0
 
 
+def test_no_new_attempt_starts_after_the_deadline() -> None:
+    entry = classify("interfax", 3931)
+    in_time = decide(entry, History(1), POLICY, rng=random.Random(0), time_left=3600.0)
+    assert in_time.step is Step.RETRY
+    too_late = decide(entry, History(1), POLICY, rng=random.Random(0), time_left=60.0)
+    assert too_late.step is Step.FAIL and "deadline" in too_late.reason
+    # A final answer is final whatever the deadline.
+    assert decide(classify("interfax", 0), History(1), POLICY, time_left=0.0).step is Step.SUCCEED
+
+
 def test_policy_values_are_validated() -> None:
     with pytest.raises(ConfigurationError, match="factor"):
         RetryPolicy(factor=0.5)
