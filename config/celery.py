@@ -48,11 +48,11 @@ class CeleryConfig:
     task_default_queue = "events"
     task_routes = {
         "fax.dispatch": {"queue": "dispatch"},
+        "fax.dispatch_many": {"queue": "dispatch"},
         "fax.reconcile": {"queue": "dispatch"},
         "fax.poll": {"queue": "poll"},
     }
-    worker_send_task_events = True
-    task_send_sent_event = True
+    worker_send_task_events = True  # Flower's live view of every task a worker runs
     worker_hijack_root_logger = False
     timezone = "UTC"
     enable_utc = True

@@ -46,6 +46,11 @@ __all__ = [
     "translate_transport_errors",
 ]
 
+#: Connections per provider per worker process. A worker thread waits on one call at a
+#: time, so this must be at least the worker's concurrency, or sends queue for a
+#: connection instead of running (the pool caps throughput at max_connections / latency).
+MAX_CONNECTIONS = 256
+
 #: Keys of a provider's error body, most specific first: FAX.PLUS ``error``/``description``,
 #: InterFAX ``code``/``message``/``moreInfo``, Optum ProblemDetails ``title``/``detail``.
 _ERROR_CODE_KEYS = ("error", "code", "title")
@@ -147,7 +152,7 @@ class ProviderHttp:
         headers: dict[str, str] | None = None,
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
-        max_connections: int = 20,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
@@ -156,7 +161,7 @@ class ProviderHttp:
         self.client = client or httpx.Client(
             timeout=default_timeout(),
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections // 2
+                max_connections=max_connections, max_keepalive_connections=max_connections
             ),
             transport=transport,
         )

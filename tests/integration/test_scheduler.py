@@ -65,6 +65,15 @@ def messages(client: redis.Redis, queue_name: str) -> list[dict]:
     return [json.loads(raw) for raw in client.lrange(queue_name, 0, -1)]
 
 
+def dispatched_pairs(published: list[dict]) -> list[tuple[str, int]]:
+    """Every (job id, attempt) the fan-out messages carry."""
+    return [
+        (job_id, number)
+        for m in published
+        for job_id, number in json.loads(base64.b64decode(m["body"]))[0][0]
+    ]
+
+
 def test_due_pending_jobs_are_published_once_with_their_next_attempt_number(
     engine: Engine, queue: redis.Redis
 ) -> None:
@@ -73,10 +82,11 @@ def test_due_pending_jobs_are_published_once_with_their_next_attempt_number(
     first = tick()
     second = tick()
     assert (first.dispatched, second.dispatched) == (30, 0)
+    # Thirty jobs go out as one fan-out message of thirty (job id, attempt 1) pairs.
     published = messages(queue, "dispatch")
-    assert len(published) == 30
-    assert {m["headers"]["task"] for m in published} == {"fax.dispatch"}
-    assert all(json.loads(base64.b64decode(m["body"]))[0][1] == 1 for m in published)
+    assert [m["headers"]["task"] for m in published] == ["fax.dispatch_many"]
+    pairs = dispatched_pairs(published)
+    assert len(pairs) == 30 and {number for _, number in pairs} == {1}
 
 
 def test_due_polls_are_batched_per_provider(engine: Engine, queue: redis.Redis) -> None:
@@ -124,4 +134,5 @@ def test_two_beats_at_once_split_the_work(
     with ThreadPoolExecutor(2) as pool:
         reports = list(pool.map(lambda _: tick(), range(2)))
     assert sum(r.dispatched for r in reports) == 600
-    assert len(messages(queue, "dispatch")) == 600
+    pairs = dispatched_pairs(messages(queue, "dispatch"))
+    assert len(pairs) == len({job_id for job_id, _ in pairs}) == 600
