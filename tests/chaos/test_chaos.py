@@ -34,7 +34,7 @@ from tests.fixtures.documents import make_pdf
 from tests.fixtures.stack import ROOT, TIME_SCALE, Stack, _stack_env, use_env
 from workers.broker import ensure_embedded_broker, stop_embedded_broker
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 #: (number, provider, count, the state its scenario leads to)
 BATCH = [
