@@ -52,7 +52,9 @@ class CeleryConfig:
         "fax.reconcile": {"queue": "dispatch"},
         "fax.poll": {"queue": "poll"},
     }
-    worker_send_task_events = True  # Flower's live view of every task a worker runs
+    # Task events cost a broker round trip each; Flower switches them on in the workers
+    # it watches (its default), so a worker without Flower does not pay for them.
+    worker_send_task_events = False
     worker_hijack_root_logger = False
     timezone = "UTC"
     enable_utc = True

@@ -28,8 +28,6 @@ from workers.broker import ensure_embedded_broker, running_broker_url, stop_embe
 
 __all__ = ["LocalStack", "beat_command", "worker_command"]
 
-COMPONENTS = ("sandbox", "worker", "beat", "api", "flower")
-
 
 def worker_command(concurrency: int, name: str = "worker") -> list[str]:
     """The Celery worker command line: threads, since a worker mostly waits on HTTP."""
@@ -105,7 +103,6 @@ class LocalStack:
     """Starts the broker, database, sandbox, worker, beat, API and Flower for one FAX_HOME."""
 
     settings: Settings
-    components: tuple[str, ...] = COMPONENTS
     concurrency: int = 16
     ports: dict[str, int] = field(
         default_factory=lambda: {"api": 8000, "flower": 5555, "sandbox": 8765}
@@ -158,10 +155,14 @@ class LocalStack:
 
     def _needs_sandbox(self) -> bool:
         s = self.settings
-        return (
-            not (s.faxplus.token and s.interfax.password and s.optum.client_secret)
-            and "sandbox" in self.components
-        )
+        return not (s.faxplus.token and s.interfax.password and s.optum.client_secret)
+
+    def _serve(self, name: str, command: list[str], health_path: str) -> None:
+        port = _free_port(self.ports[name])
+        url = f"http://127.0.0.1:{port}"
+        self._spawn(name, [*command, "--port", str(port)], _http_ready(url + health_path), url)
+        if name == "sandbox":
+            self.env["FAX_SANDBOX_URL"] = url
 
     def start(self) -> None:
         settings = self.settings
@@ -183,56 +184,17 @@ class LocalStack:
             self.env["FAX_FLOWER_BASIC_AUTH"] = credentials["flower_basic_auth"]
         faxctl = [sys.executable, "-m", "dispatcher.cli"]
         if self._needs_sandbox():
-            port = _free_port(self.ports["sandbox"])
-            url = f"http://127.0.0.1:{port}"
-            self.env["FAX_SANDBOX_URL"] = url
-            self._spawn(
-                "sandbox",
-                [*faxctl, "sandbox", "--port", str(port)],
-                _http_ready(f"{url}/_sandbox/sends"),
-                url,
-            )
-        if "worker" in self.components:
-            log = self.home / "logs" / "worker.log"
-            offset = log.stat().st_size if log.exists() else 0
-            self._spawn(
-                "worker",
-                worker_command(self.concurrency),
-                lambda: b" ready." in log.read_bytes()[offset:],
-            )
-        if "beat" in self.components:
-            schedule = self.home / "celerybeat-schedule"
-            self._spawn(
-                "beat",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "workers.app",
-                    "beat",
-                    "--schedule",
-                    str(schedule),
-                    "--loglevel",
-                    "INFO",
-                ],
-                lambda: True,
-            )
-        if "api" in self.components:
-            port = _free_port(self.ports["api"])
-            url = f"http://127.0.0.1:{port}"
-            self._spawn(
-                "api", [*faxctl, "api", "--port", str(port)], _http_ready(f"{url}/healthz"), url
-            )
-        if "flower" in self.components:
-            port = _free_port(self.ports["flower"])
-            url = f"http://127.0.0.1:{port}"
-            self._spawn(
-                "flower",
-                [*faxctl, "flower", "--port", str(port)],
-                _http_ready(f"{url}/healthcheck"),
-                url,
-            )
+            self._serve("sandbox", [*faxctl, "sandbox"], "/_sandbox/sends")
+        log = self.home / "logs" / "worker.log"
+        offset = log.stat().st_size if log.exists() else 0
+        self._spawn(
+            "worker",
+            worker_command(self.concurrency),
+            lambda: b" ready." in log.read_bytes()[offset:],
+        )
+        self._spawn("beat", beat_command(self.home / "celerybeat-schedule"), lambda: True)
+        self._serve("api", [*faxctl, "api"], "/healthz")
+        self._serve("flower", [*faxctl, "flower"], "/healthcheck")
         self._write_state()
 
     def _write_state(self) -> None:

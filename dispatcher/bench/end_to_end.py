@@ -75,22 +75,22 @@ def measure_end_to_end(
             tick()
             _resume_held()
             states = _states()
-            if sum(n for state, n in states.items() if state in final) == count:
+            done = sum(n for state, n in states.items() if state in final)
+            if done == count or time.monotonic() - start > timeout:
                 break
-            if time.monotonic() - start > timeout:
-                raise RuntimeError(f"not all final after {timeout:.0f}s: {dict(states)}")
             time.sleep(0.1)
         wall = time.monotonic() - start
         sends = stack.send_count()
+    unfinished = "" if done == count else f"; {count - done} not final after {timeout:.0f} s"
     return Measurement(
         key="end_to_end",
         name=f"6. end to end ({count:,} faxes)",
         unit="jobs/s",
-        ours=count / wall,
+        ours=done / wall,
         baseline=bare_rate,
         note=(
-            f"{wall:.1f} s wall, submit to all final; baseline is the bare Celery POST rate "
-            "of item 2 (one send per fax, no polls, no retries)"
+            f"{wall:.1f} s wall, submit to final{unfinished}; baseline is the bare Celery "
+            "POST rate of item 2 (one send per fax, no polls, no retries)"
         ),
         details={
             "faxes": count,

@@ -31,12 +31,8 @@ def _raise_stop(*_: Any) -> None:
 
 
 @contextmanager
-def _running_stack(
-    concurrency: int, components: tuple[str, ...] | None = None
-) -> Iterator[LocalStack]:
+def _running_stack(concurrency: int) -> Iterator[LocalStack]:
     stack = LocalStack(get_settings(), concurrency=concurrency)
-    if components is not None:
-        stack.components = components
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         with console.status("starting the stack..."):
@@ -141,7 +137,7 @@ def demo(
     os.environ.setdefault("FAX_TIME_SCALE", DEMO_TIME_SCALE)
     get_settings.cache_clear()
     try:
-        with _running_stack(concurrency=16, components=("sandbox", "worker", "beat")) as stack:
+        with _running_stack(concurrency=16) as stack:
             _print_where(stack)
             rows = _run_batch(timeout)
     except (KeyboardInterrupt, _Stop):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from dispatcher.errors import ValidationError
 from dispatcher.resilience import BreakerState
 from dispatcher.submission import FaxRequest, submit
 from tests.fixtures.documents import make_pdf
-from tests.fixtures.stack import Stack
+from tests.fixtures.stack import TIME_SCALE, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -162,3 +163,21 @@ def test_partial_sends(stack: Stack, choice: str, pages_sent_again: int | None, 
     else:
         assert "partial result accepted" in job["reason"]
         assert job["pages_sent"] == 2
+
+
+def test_a_busy_line_delays_the_other_jobs_for_that_number(stack: Stack) -> None:
+    # Given two jobs queued for a number whose first answers are busy
+    first = send(number(101), "interfax")
+    first_attempt = stack.wait_for(
+        lambda: (rows := queries.attempts(first)) and rows[0]["finished_at"] and rows[0]
+    )
+    second = send(number(101), "interfax")
+    # When the busy result blocks the line (HylaFAX ShareCallFailures)...
+    stack.wait_for(lambda: all_final([first, second]), timeout=90)
+    # Then the second job did not dial until the busy wait had passed
+    busy_wait = 180 * TIME_SCALE * 0.9
+    second_start = queries.attempts(second)[0]["started_at"]
+    gap = (
+        datetime.fromisoformat(second_start) - datetime.fromisoformat(first_attempt["finished_at"])
+    ).total_seconds()
+    assert gap >= busy_wait, gap
