@@ -20,6 +20,7 @@ __all__ = [
     "publish_dispatch",
     "publish_poll",
     "publish_reconcile",
+    "queue_depths",
     "redelivery_guard",
 ]
 
@@ -88,3 +89,14 @@ def publish_poll(provider: str, job_ids: Sequence[str]) -> None:
 
 def publish_reconcile(job_id: str) -> None:
     _send("fax.reconcile", [job_id])
+
+
+def queue_depths() -> dict[str, int]:
+    """Messages waiting in each queue (with Redis, each queue is a list named after it)."""
+    from dispatcher.guards import redis_client
+
+    names = ("dispatch", "poll", "events")
+    pipe = redis_client().pipeline(transaction=False)
+    for name in names:
+        pipe.llen(name)
+    return dict(zip(names, pipe.execute(), strict=True))

@@ -25,6 +25,7 @@ from dispatcher.messaging import (
     publish_dispatch,
     publish_poll,
     publish_reconcile,
+    queue_depths,
     redelivery_guard,
 )
 from dispatcher.store.db import session_scope
@@ -87,6 +88,11 @@ def tick(now: datetime | None = None) -> TickReport:
     batch = settings.tick_batch_size
     guard = now + redelivery_guard()
     stuck_before = now - timedelta(seconds=settings.dispatch_lease)
+    # Back-pressure: while the workers are a batch behind, more messages would only be
+    # duplicates of ones still queued (their guard time ran out in the queue).
+    depth = queue_depths()
+    send_room = 0 if depth["dispatch"] >= batch else batch
+    poll_room = 0 if depth["poll"] * settings.poll_batch_size >= batch else batch
     with session_scope() as session:
         pending = _claim_due(
             session,
@@ -96,7 +102,7 @@ def tick(now: datetime | None = None) -> TickReport:
                 or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
             )
             .order_by(Job.next_attempt_at)
-            .limit(batch),
+            .limit(send_room),
             Job.next_attempt_at,
             guard,
         )
@@ -105,7 +111,7 @@ def tick(now: datetime | None = None) -> TickReport:
             select(Job.id, Job.provider)
             .where(Job.state == JobState.IN_PROGRESS, Job.next_poll_at <= now)
             .order_by(Job.next_poll_at)
-            .limit(batch),
+            .limit(poll_room),
             Job.next_poll_at,
             guard,
             lambda rows: _full_poll_batches(rows, batch, settings.poll_batch_size),

@@ -22,17 +22,14 @@ from dispatcher.api.auth import require_token
 from dispatcher.catalogue import Provider
 from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState
+from dispatcher.messaging import queue_depths
 from dispatcher.resilience import BreakerState
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job
-from workers.broker import broker_url
 
-__all__ = ["QUEUES", "FaxCollector", "router"]
+__all__ = ["FaxCollector", "router"]
 
 log = logging.getLogger(__name__)
-
-#: The Celery queues (workers.app); with Redis each is a list named after the queue.
-QUEUES = ("dispatch", "poll", "events")
 
 
 class FaxCollector(Collector):
@@ -85,18 +82,15 @@ class FaxCollector(Collector):
 
     def _queue_depth(self) -> Metric | None:
         """Messages waiting per queue; left out (and logged) while the broker is down."""
-        client = redis.Redis.from_url(broker_url(), socket_connect_timeout=2, socket_timeout=2)
         try:
-            lengths = [client.llen(queue) for queue in QUEUES]
+            depths = queue_depths()
         except redis.RedisError as exc:
             log.warning("metrics: broker unreachable: %s", type(exc).__name__)
             return None
-        finally:
-            client.close()
         depth = GaugeMetricFamily(
             "fax_queue_depth", "Messages waiting in each broker queue.", labels=["queue"]
         )
-        for queue, length in zip(QUEUES, lengths, strict=True):
+        for queue, length in depths.items():
             depth.add_metric([queue], length)
         return depth
 
