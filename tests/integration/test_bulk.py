@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,21 +22,7 @@ from dispatcher.store.db import get_engine
 from dispatcher.store.models import Document, Job, JobDocument
 from tests.fixtures.documents import make_pdf
 
-BROKER_DB = 7
 BAD_ROWS = {7: "12345", 50: "+1202", 120: "+19005550123", 299: ""}
-
-
-@pytest.fixture
-def queue(broker_url: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """Point this process at the test database and an empty broker database."""
-    url = f"{broker_url.rsplit('/', 1)[0]}/{BROKER_DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    monkeypatch.setenv("FAX_BROKER_URL", url)
-    monkeypatch.setenv("FAX_DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    yield client
-    client.close()
 
 
 def write_csv(folder: Path, rows: int, bad: dict[int, str] | None = None) -> Path:
@@ -64,7 +49,7 @@ def count(model: type) -> int:
 
 
 def test_bulk_accepts_the_good_rows_reports_the_bad_and_a_rerun_adds_nothing(
-    queue: redis.Redis, tmp_path: Path
+    broker_queue: redis.Redis, tmp_path: Path
 ) -> None:
     # Given 300 rows, four of them bad
     path = write_csv(tmp_path, 300, BAD_ROWS)
@@ -81,7 +66,7 @@ def test_bulk_accepts_the_good_rows_reports_the_bad_and_a_rerun_adds_nothing(
     assert count(Job) == count(JobDocument) == 296
     assert count(Document) == 1
     # and nothing was published one by one: the jobs are due now, for the tick
-    assert queue.llen("dispatch") == 0
+    assert broker_queue.llen("dispatch") == 0
     with get_engine().connect() as conn:
         latest = conn.execute(select(func.max(Job.next_attempt_at))).scalar_one()
         meta = conn.execute(select(Job.meta).where(Job.idempotency_key.like("%:2"))).scalar()
@@ -99,7 +84,7 @@ def test_bulk_accepts_the_good_rows_reports_the_bad_and_a_rerun_adds_nothing(
 
 
 def test_a_run_stopped_halfway_is_finished_by_the_next_run_with_nothing_twice(
-    queue: redis.Redis, tmp_path: Path
+    broker_queue: redis.Redis, tmp_path: Path
 ) -> None:
     # Given a run that commits its first chunk of 1000 rows and then dies
     path = write_csv(tmp_path, 2500)
@@ -118,7 +103,9 @@ def test_a_run_stopped_halfway_is_finished_by_the_next_run_with_nothing_twice(
     assert len(keys) == len(set(keys)) == 2500
 
 
-def test_strict_submits_nothing_when_a_row_is_bad(queue: redis.Redis, tmp_path: Path) -> None:
+def test_strict_submits_nothing_when_a_row_is_bad(
+    broker_queue: redis.Redis, tmp_path: Path
+) -> None:
     path = write_csv(tmp_path, 20, {5: "12345"})
 
     code, summary = run_bulk(str(path), "--document", str(tmp_path / "letter.pdf"), "--strict")
@@ -127,7 +114,7 @@ def test_strict_submits_nothing_when_a_row_is_bad(queue: redis.Redis, tmp_path: 
     assert (summary["submitted"], summary["accepted"], count(Job)) == (False, 0, 0)
 
 
-def test_a_file_that_is_not_utf8_changes_nothing(queue: redis.Redis, tmp_path: Path) -> None:
+def test_a_file_that_is_not_utf8_changes_nothing(broker_queue: redis.Redis, tmp_path: Path) -> None:
     path = write_csv(tmp_path, 20)
     path.write_bytes(path.read_bytes() + "+12025550123,interfax,Jos\xe9,x\n".encode("latin-1"))
 
@@ -142,7 +129,7 @@ def test_a_file_that_is_not_utf8_changes_nothing(queue: redis.Redis, tmp_path: P
 
 
 def test_a_rerun_with_a_changed_document_rejects_each_row_as_a_conflict(
-    queue: redis.Redis, tmp_path: Path
+    broker_queue: redis.Redis, tmp_path: Path
 ) -> None:
     # Given a file submitted once, whose document is then edited
     path = write_csv(tmp_path, 5)
@@ -161,7 +148,7 @@ def test_a_rerun_with_a_changed_document_rejects_each_row_as_a_conflict(
 
 
 def test_the_tick_dispatches_bulk_jobs_in_batches(
-    queue: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    broker_queue: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAX_TICK_BATCH_SIZE", "40")
     get_settings.cache_clear()
@@ -172,6 +159,6 @@ def test_the_tick_dispatches_bulk_jobs_in_batches(
 
     assert reports == [40, 40, 20, 0]
     # Each tick's batch goes out as fan-out messages of at most 50 jobs: 40, 40, 20.
-    bodies = [json.loads(raw)["body"] for raw in queue.lrange("dispatch", 0, -1)]
+    bodies = [json.loads(raw)["body"] for raw in broker_queue.lrange("dispatch", 0, -1)]
     pairs = [p for body in bodies for p in json.loads(base64.b64decode(body))[0][0]]
     assert len(bodies) == 3 and len({job_id for job_id, _ in pairs}) == 100

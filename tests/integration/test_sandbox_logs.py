@@ -13,11 +13,11 @@ import pytest
 from dispatcher.sandbox.server import SandboxServer
 from dispatcher.sandbox.traffic import classify
 from tests.fixtures.documents import make_pdf
+from tests.integration.test_sandbox import optum_headers
 
 FAXPLUS = "/faxplus/v3/accounts/self"
 FAXPLUS_AUTH = {"Authorization": "Bearer alohi_pat_sandbox"}
 INTERFAX_AUTH = ("sandbox", "sandbox")
-TENANT = "00000000-0000-0000-0000-000000000001"
 NUMBER = "+12025550100"
 
 
@@ -30,15 +30,7 @@ def http(sandbox: SandboxServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def optum(http: httpx.Client) -> dict[str, str]:
     """Optum request headers: a fresh bearer token and the tenant."""
-    token = http.post(
-        "/optum/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "sandbox",
-            "client_secret": "sandbox",
-        },
-    ).json()["access_token"]
-    return {"Authorization": f"Bearer {token}", "X-Optum-Tenant-Id": TENANT}
+    return optum_headers(http)
 
 
 def faxplus_send(http: httpx.Client, to: str, *documents: bytes, reference: str = "ref") -> str:

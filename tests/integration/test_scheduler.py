@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -18,21 +17,6 @@ from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState
 from dispatcher.scheduler import tick
 from dispatcher.store.models import Job
-
-_db_index = iter(range(8, 16))
-
-
-@pytest.fixture
-def queue(broker_url: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """Point this process at the test database and a clean broker database."""
-    url = f"{broker_url.rsplit('/', 1)[0]}/{next(_db_index)}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    monkeypatch.setenv("FAX_BROKER_URL", url)
-    monkeypatch.setenv("FAX_DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    yield client
-    client.close()
 
 
 def add_jobs(engine: Engine, count: int, state: JobState, **values: object) -> None:
@@ -75,7 +59,7 @@ def dispatched_pairs(published: list[dict]) -> list[tuple[str, int]]:
 
 
 def test_due_pending_jobs_are_published_once_with_their_next_attempt_number(
-    engine: Engine, queue: redis.Redis
+    engine: Engine, broker_queue: redis.Redis
 ) -> None:
     add_jobs(engine, 30, JobState.PENDING, next_attempt_at=utcnow() - timedelta(seconds=1))
     add_jobs(engine, 5, JobState.PENDING, next_attempt_at=utcnow() + timedelta(hours=1))
@@ -83,13 +67,13 @@ def test_due_pending_jobs_are_published_once_with_their_next_attempt_number(
     second = tick()
     assert (first.dispatched, second.dispatched) == (30, 0)
     # Thirty jobs go out as one fan-out message of thirty (job id, attempt 1) pairs.
-    published = messages(queue, "dispatch")
+    published = messages(broker_queue, "dispatch")
     assert [m["headers"]["task"] for m in published] == ["fax.dispatch_many"]
     pairs = dispatched_pairs(published)
     assert len(pairs) == 30 and {number for _, number in pairs} == {1}
 
 
-def test_due_polls_are_batched_per_provider(engine: Engine, queue: redis.Redis) -> None:
+def test_due_polls_are_batched_per_provider(engine: Engine, broker_queue: redis.Redis) -> None:
     add_jobs(
         engine,
         120,
@@ -100,10 +84,12 @@ def test_due_polls_are_batched_per_provider(engine: Engine, queue: redis.Redis) 
     report = tick()
     assert report.polled == 120
     assert report.poll_batches == 3  # 40 per provider, batch size 50
-    assert len(messages(queue, "poll")) == 3
+    assert len(messages(broker_queue, "poll")) == 3
 
 
-def test_statements_grow_with_batches_not_with_jobs(engine: Engine, queue: redis.Redis) -> None:
+def test_statements_grow_with_batches_not_with_jobs(
+    engine: Engine, broker_queue: redis.Redis
+) -> None:
     add_jobs(
         engine,
         400,
@@ -121,7 +107,7 @@ def test_statements_grow_with_batches_not_with_jobs(engine: Engine, queue: redis
 
 @pytest.mark.postgres
 def test_two_beats_at_once_split_the_work(
-    postgres_url: str, queue: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    postgres_url: str, broker_queue: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dispatcher.store.db import engine_for
     from tests.fixtures.database import _truncate
@@ -134,5 +120,5 @@ def test_two_beats_at_once_split_the_work(
     with ThreadPoolExecutor(2) as pool:
         reports = list(pool.map(lambda _: tick(), range(2)))
     assert sum(r.dispatched for r in reports) == 600
-    pairs = dispatched_pairs(messages(queue, "dispatch"))
+    pairs = dispatched_pairs(messages(broker_queue, "dispatch"))
     assert len(pairs) == len({job_id for job_id, _ in pairs}) == 600
