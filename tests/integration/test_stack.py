@@ -21,7 +21,7 @@ from config.settings import get_settings
 from dispatcher import client
 from dispatcher.clock import utcnow
 from tests.fixtures.documents import make_pdf
-from workers.broker import running_broker_url
+from workers.broker import running_broker_url, stop_embedded_broker
 
 pytestmark = pytest.mark.e2e
 
@@ -158,6 +158,8 @@ def test_every_procfile_line_starts(tmp_path: Path) -> None:
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)
         honcho.wait(60)
+        # The Procfile's processes share an embedded broker that outlives them by design.
+        stop_embedded_broker(tmp_path / "var" / "broker")
     output = log.read_text()
     for name in ("api", "worker", "beat", "flower", "sandbox"):
         assert f"{name}.1" in output
