@@ -26,7 +26,7 @@ from dispatcher.sandbox.documents import (
     media_type,
 )
 from dispatcher.sandbox.errors import Answer, Dropped, fault_response, faxplus_error
-from dispatcher.sandbox.lines import Call, segment_end
+from dispatcher.sandbox.lines import Call, segment_calls
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Segment, Timeline, to_datetime
 from dispatcher.sandbox.webhooks import Delivery, Notifier, compact_json
@@ -448,17 +448,11 @@ def calls(ctx: Context) -> list[Call]:
     with ctx.store.lock:
         faxes: list[FaxItem] = list(ctx.store.records["faxplus"].values())
         return [
-            Call(
-                "faxplus",
-                fax.id,
-                fax.comment or None,
-                fax.to,
-                segment.started,
-                segment_end(segment),
-            )
+            call
             for fax in faxes
-            for segment in fax.timeline.entries
-            if isinstance(segment, Segment)
+            for call in segment_calls(
+                "faxplus", fax.id, fax.comment or None, fax.to, fax.timeline.entries
+            )
         ]
 
 

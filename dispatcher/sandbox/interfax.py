@@ -28,7 +28,7 @@ from dispatcher.sandbox.documents import (
     parse_multipart,
 )
 from dispatcher.sandbox.errors import Answer, Dropped, fault_response, interfax_error
-from dispatcher.sandbox.lines import Call, segment_end
+from dispatcher.sandbox.lines import Call, segment_calls
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Mark, Segment, Timeline, to_datetime
 from dispatcher.sandbox.webhooks import Delivery, Notifier
@@ -334,17 +334,11 @@ def calls(ctx: Context) -> list[Call]:
     with ctx.store.lock:
         faxes: list[Fax] = list(ctx.store.records["interfax"].values())
         return [
-            Call(
-                "interfax",
-                str(fax.id),
-                fax.reference,
-                fax.number,
-                segment.started,
-                segment_end(segment),
-            )
+            call
             for fax in faxes
-            for segment in fax.timeline.entries
-            if isinstance(segment, Segment)
+            for call in segment_calls(
+                "interfax", str(fax.id), fax.reference, fax.number, fax.timeline.entries
+            )
         ]
 
 

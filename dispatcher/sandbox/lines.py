@@ -43,6 +43,17 @@ def segment_end(segment: Segment) -> float:
     return segment.stopped_at if segment.stopped_at is not None else segment.due
 
 
+def segment_calls(
+    provider: str, fax_id: str, reference: str | None, number: str, entries: Iterable[object]
+) -> list[Call]:
+    """One call per transmission segment of a fax's timeline."""
+    return [
+        Call(provider, fax_id, reference, number, entry.started, segment_end(entry))
+        for entry in entries
+        if isinstance(entry, Segment)
+    ]
+
+
 def overlaps(calls: Iterable[Call]) -> list[dict[str, Any]]:
     """Every pair of calls to the same number whose intervals intersect, earlier call first."""
     by_number: dict[str, list[Call]] = defaultdict(list)
