@@ -1,16 +1,18 @@
 """Job states, the allowed transitions, and the one way to change a job's state.
 
-Every change is a conditional UPDATE on (id, expected state, version): a duplicated or
-late task finds the row already moved and changes nothing. A pair that is not in
+Every change is a conditional UPDATE on (id, expected state, version), or on (id,
+expected state, columns that pin the claim) for a job that is not loaded: a duplicated
+or late task finds the row already moved and changes nothing. A pair that is not in
 ``TRANSITIONS`` is a programming error and raises ``IllegalTransition``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -18,7 +20,15 @@ from dispatcher.clock import utcnow
 from dispatcher.errors import IllegalTransition
 from dispatcher.store.models import Job
 
-__all__ = ["ACTIVE_STATES", "FINAL_STATES", "TRANSITIONS", "JobState", "check", "transition"]
+__all__ = [
+    "ACTIVE_STATES",
+    "FINAL_STATES",
+    "TRANSITIONS",
+    "JobState",
+    "check",
+    "transition",
+    "transition_row",
+]
 
 
 class JobState(StrEnum):
@@ -60,6 +70,27 @@ def check(job_id: str, current: JobState | str, target: JobState | str) -> None:
         raise IllegalTransition(job_id, current.value, target.value)
 
 
+def _stamped(target: JobState, values: dict[str, Any], *, clear_finished: bool) -> dict[str, Any]:
+    """``values`` plus the bookkeeping columns every move sets."""
+    now = utcnow()
+    values.setdefault("updated_at", now)
+    if target.is_final:
+        values.setdefault("finished_at", now)
+    elif clear_finished:
+        values.setdefault("finished_at", None)
+    return values
+
+
+def _move(session: Session, job_id: str, where: Any, target: JobState, values: Any) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, *where)
+        .values(state=target.value, version=Job.version + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)
+
+
 def transition(
     session: Session,
     job: Job,
@@ -72,22 +103,32 @@ def transition(
     what ``job`` holds. On success the in-memory ``job`` is updated to match the row.
     """
     check(job.id, job.state, target)
-    now = utcnow()
-    values.setdefault("updated_at", now)
-    if target.is_final:
-        values.setdefault("finished_at", now)
-    elif "finished_at" not in values and job.finished_at is not None:
-        values["finished_at"] = None
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.state == job.state, Job.version == job.version)
-        .values(state=target.value, version=Job.version + 1, **values)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+    values = _stamped(target, values, clear_finished=job.finished_at is not None)
+    if not _move(
+        session, job.id, (Job.state == job.state, Job.version == job.version), target, values
+    ):
         return False
     # Mirror the row in memory without marking the object dirty (no second UPDATE).
     values.update(state=target.value, version=job.version + 1)
     for name, value in values.items():
         set_committed_value(job, name, value)
     return True
+
+
+def transition_row(
+    session: Session,
+    job_id: str,
+    current: JobState,
+    target: JobState,
+    *,
+    where: Sequence[ColumnElement[bool]] = (),
+    **values: Any,
+) -> bool:
+    """Move a job that is not loaded, if it is still in ``current`` and matches ``where``.
+
+    For hot paths that know the state from a claim they made (a sent fax is recorded by
+    job id and attempt number), saving the read of the whole row.
+    """
+    check(job_id, current, target)
+    values = _stamped(target, values, clear_finished=True)
+    return _move(session, job_id, (Job.state == current.value, *where), target, values)

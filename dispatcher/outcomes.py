@@ -7,8 +7,9 @@ job the same way whichever way it arrived, and a status seen twice changes nothi
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
@@ -21,7 +22,7 @@ from dispatcher.providers.base import ProviderStatus
 from dispatcher.runtime import policy
 from dispatcher.store.models import Attempt, Job, StatusEvent
 
-__all__ = ["apply_decision", "decide_for", "history_of", "next_on_route", "record_event"]
+__all__ = ["JobRef", "apply_decision", "decide_for", "history_of", "next_on_route", "record_event"]
 
 _TARGET = {
     Step.POLL: JobState.IN_PROGRESS,
@@ -31,6 +32,13 @@ _TARGET = {
     Step.HOLD: JobState.HELD,
     Step.FAIL: JobState.FAILED,
 }
+
+
+class JobRef(NamedTuple):
+    """A job known by id and state only: what an event needs, without loading the row."""
+
+    id: str
+    state: str
 
 
 def history_of(job: Job) -> History:
@@ -63,7 +71,7 @@ def decide_for(job: Job, entry: StatusEntry, retry_after: float | None = None) -
 
 def record_event(
     session: Session,
-    job: Job,
+    job: Job | JobRef,
     *,
     source: str,
     state_from: str | None,
@@ -73,8 +81,8 @@ def record_event(
     payload: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
 ) -> None:
-    session.add(
-        StatusEvent(
+    session.execute(
+        insert(StatusEvent).values(
             job_id=job.id,
             attempt_number=attempt_number,
             source=source,

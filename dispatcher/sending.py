@@ -19,23 +19,24 @@ import os
 import socket
 from datetime import timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from dispatcher import guards
 from dispatcher.catalogue import classify_transport
 from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderError, ProviderRateLimited
-from dispatcher.lifecycle import JobState, transition
+from dispatcher.lifecycle import JobState, transition, transition_row
 from dispatcher.messaging import MAX_COUNTDOWN, publish_dispatch, redelivery_guard
-from dispatcher.outcomes import apply_decision, decide_for, next_on_route, record_event
+from dispatcher.outcomes import JobRef, apply_decision, decide_for, next_on_route, record_event
 from dispatcher.pages import pages_after
 from dispatcher.policy import Step
 from dispatcher.providers.base import Document, ProviderStatus, SendRequest
 from dispatcher.providers.registry import get_adapter
 from dispatcher.runtime import document_store, policy
 from dispatcher.store.db import session_scope
-from dispatcher.store.models import Attempt, Job
+from dispatcher.store.models import Attempt, Job, JobDocument
+from dispatcher.store.models import Document as StoredDocument
 
 __all__ = ["dispatch", "reconcile", "reference_for"]
 
@@ -66,7 +67,7 @@ def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) ->
             return "skipped: not due yet"
         if job.deadline and job.deadline <= utcnow():
             return _expire(session, job)
-        last = _last_attempt(session, job)
+        last = _last_attempt(session, job) if job.attempt_count else None
         if last is not None and last.unsettled and _settle(session, job, last):
             return "settled an earlier send instead of sending again"
         hold = guards.check_send(job.id, job.to_number, job.provider, bool(next_on_route(job)))
@@ -77,21 +78,23 @@ def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) ->
             # The line lease belongs to the job, and the winner of the claim (the same
             # job) is about to use it: releasing it here would let another fax dial in.
             return "skipped: claimed by another worker"
-        attempt = Attempt(
-            job_id=job.id,
-            number=number,
-            provider=job.provider,
-            reference=reference_for(job.id, number),
-            task_id=task_id,
-            worker=WORKER,
-            started_at=utcnow(),
+        reference = reference_for(job.id, number)
+        session.execute(
+            insert(Attempt).values(
+                job_id=job.id,
+                number=number,
+                provider=job.provider,
+                reference=reference,
+                task_id=task_id,
+                worker=WORKER,
+                started_at=utcnow(),
+            )
         )
-        session.add(attempt)
         request = SendRequest(
             job_id=job.id,
-            reference=attempt.reference,
+            reference=reference,
             to=job.to_number,
-            documents=_documents(job),
+            documents=_documents(session, job),
             metadata=job.meta or {},
         )
         provider = job.provider
@@ -101,14 +104,20 @@ def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) ->
         fax_id = adapter.send(request)
     except ProviderError as exc:
         return _send_failed(job_id, number, exc)
-    _record_sent(job_id, number, fax_id, source="dispatch")
+    _record_sent(job_id, provider, number, fax_id, source="dispatch")
     return f"sent as {provider} fax {fax_id}"
 
 
-def _documents(job: Job) -> list[Document]:
+def _documents(session: Session, job: Job) -> list[Document]:
     """The job's documents; after a partial send, only the pages not yet delivered."""
     store = document_store()
-    documents = [Document(d.name, d.document.mime_type, store.get(d.sha256)) for d in job.documents]
+    rows = session.execute(
+        select(JobDocument.name, StoredDocument.mime_type, JobDocument.sha256)
+        .join(StoredDocument, StoredDocument.sha256 == JobDocument.sha256)
+        .where(JobDocument.job_id == job.id)
+        .order_by(JobDocument.position)
+    )
+    documents = [Document(name, mime_type, store.get(sha)) for name, mime_type, sha in rows]
     if job.resend_from_page <= 0:
         return documents
     remaining = pages_after(documents, job.resend_from_page)
@@ -152,43 +161,43 @@ def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
     return f"deferred: {reason}"
 
 
-def _record_sent(job_id: str, number: int, fax_id: str, *, source: str) -> bool:
+def _record_sent(job_id: str, provider: str, number: int, fax_id: str, *, source: str) -> bool:
     """Record the provider's fax id and start polling. False if the job moved meanwhile."""
     with session_scope() as session:
-        # Recording the answer never reads the documents: skip their selectin load.
-        job = session.get_one(Job, job_id, options=[lazyload(Job.documents)])
-        attempt = session.scalars(
-            select(Attempt).where(Attempt.job_id == job_id, Attempt.number == number)
-        ).one()
-        return _mark_in_progress(session, job, attempt, fax_id, source=source)
+        return _mark_in_progress(session, job_id, provider, number, fax_id, source=source)
 
 
 def _mark_in_progress(
-    session: Session, job: Job, attempt: Attempt, fax_id: str, *, source: str
+    session: Session, job_id: str, provider: str, number: int, fax_id: str, *, source: str
 ) -> bool:
+    """Move the job claimed for attempt ``number`` to in progress, by ids: nothing is read."""
     now = utcnow()
-    state_from = job.state
-    first_poll = policy().poll_timing(job.provider).first
-    if not transition(
+    reason = f"accepted by {provider} as fax {fax_id}"
+    if not transition_row(
         session,
-        job,
+        job_id,
+        JobState.DISPATCHING,
         JobState.IN_PROGRESS,
+        where=[Job.attempt_count == number],
         provider_fax_id=fax_id,
-        next_poll_at=now + timedelta(seconds=first_poll),
+        next_poll_at=now + timedelta(seconds=policy().poll_timing(provider).first),
         last_code=None,
-        reason=f"accepted by {job.provider} as fax {fax_id}",
+        reason=reason,
     ):
         return False
-    attempt.provider_fax_id = fax_id
-    attempt.submitted_at = now
-    attempt.unsettled = False
+    session.execute(
+        update(Attempt)
+        .where(Attempt.job_id == job_id, Attempt.number == number)
+        .values(provider_fax_id=fax_id, submitted_at=now, unsettled=False)
+        .execution_options(synchronize_session=False)
+    )
     record_event(
         session,
-        job,
+        JobRef(job_id, JobState.IN_PROGRESS),
         source=source,
-        state_from=state_from,
-        detail=job.reason,
-        attempt_number=attempt.number,
+        state_from=JobState.DISPATCHING,
+        detail=reason,
+        attempt_number=number,
     )
     return True
 
@@ -200,7 +209,7 @@ def _send_failed(job_id: str, number: int, exc: ProviderError) -> str:
     if exc.maybe_sent:
         found, unsettled = _lookup(job_id, reference)
     if found is not None:
-        _record_sent(job_id, number, found.fax_id, source="reconcile")
+        _record_sent(job_id, exc.provider, number, found.fax_id, source="reconcile")
         return f"answer lost, but the provider has it as fax {found.fax_id}"
     entry = classify_transport(exc.provider, exc.kind)
     retry_after = exc.retry_after if isinstance(exc, ProviderRateLimited) else None
@@ -250,7 +259,7 @@ def _settle(session: Session, job: Job, attempt: Attempt) -> bool:
         return False
     # The earlier send did reach the provider: follow that fax instead of sending again.
     return transition(session, job, JobState.DISPATCHING) and _mark_in_progress(
-        session, job, attempt, found.fax_id, source="reconcile"
+        session, job.id, job.provider, attempt.number, found.fax_id, source="reconcile"
     )
 
 
@@ -271,7 +280,7 @@ def reconcile(job_id: str) -> str:
             select(Attempt).where(Attempt.job_id == job_id, Attempt.number == number)
         ).one()
         if found is not None:
-            _mark_in_progress(session, job, attempt, found.fax_id, source="reconcile")
+            _mark_in_progress(session, job_id, provider, number, found.fax_id, source="reconcile")
             return f"found the send at the provider as fax {found.fax_id}"
         entry = classify_transport(provider, "lost")
         decision = decide_for(job, entry)

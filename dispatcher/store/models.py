@@ -113,9 +113,6 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
-    documents: Mapped[list[JobDocument]] = relationship(
-        order_by="JobDocument.position", cascade="all, delete-orphan", lazy="selectin"
-    )
     attempts: Mapped[list[Attempt]] = relationship(
         order_by="Attempt.number", cascade="all, delete-orphan", lazy="raise_on_sql"
     )
@@ -139,8 +136,6 @@ class JobDocument(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(ForeignKey("documents.sha256"))
     name: Mapped[str] = mapped_column(String(255))
-
-    document: Mapped[Document] = relationship(lazy="joined")
 
 
 class Attempt(Base):
