@@ -8,11 +8,11 @@ or late task finds the row already moved and changes nothing. A pair that is not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import Update, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -71,8 +71,9 @@ def check(job_id: str, current: JobState | str, target: JobState | str) -> None:
 
 
 def _stamped(target: JobState, values: dict[str, Any], *, clear_finished: bool) -> dict[str, Any]:
-    """``values`` plus the bookkeeping columns every move sets."""
+    """``values`` plus the columns every move sets."""
     now = utcnow()
+    values["state"] = target.value
     values.setdefault("updated_at", now)
     if target.is_final:
         values.setdefault("finished_at", now)
@@ -81,14 +82,25 @@ def _stamped(target: JobState, values: dict[str, Any], *, clear_finished: bool) 
     return values
 
 
-def _move(session: Session, job_id: str, where: Any, target: JobState, values: Any) -> bool:
-    result = session.execute(
+@lru_cache(maxsize=128)
+def _update_for(conditions: tuple[str, ...], columns: tuple[str, ...]) -> Update:
+    """One UPDATE per shape, built once: building a statement costs several times more
+    than running it, and every attempt makes a few."""
+    where = [getattr(Job, name) == bindparam(f"w_{name}") for name in conditions]
+    return (
         update(Job)
-        .where(Job.id == job_id, *where)
-        .values(state=target.value, version=Job.version + 1, **values)
-        .execution_options(synchronize_session=False)
+        .where(Job.id == bindparam("w_id"), *where)
+        .values(version=Job.version + 1, **{name: bindparam(f"v_{name}") for name in columns})
     )
-    return bool(result.rowcount == 1)
+
+
+def _move(session: Session, job_id: str, expect: dict[str, Any], values: dict[str, Any]) -> bool:
+    """The conditional UPDATE: True if the row still matched ``expect`` and was moved."""
+    params = {"w_id": job_id}
+    params.update({f"w_{name}": value for name, value in expect.items()})
+    params.update({f"v_{name}": value for name, value in values.items()})
+    statement = _update_for(tuple(expect), tuple(values))
+    return bool(session.connection().execute(statement, params).rowcount == 1)
 
 
 def transition(
@@ -104,12 +116,10 @@ def transition(
     """
     check(job.id, job.state, target)
     values = _stamped(target, values, clear_finished=job.finished_at is not None)
-    if not _move(
-        session, job.id, (Job.state == job.state, Job.version == job.version), target, values
-    ):
+    if not _move(session, job.id, {"state": job.state, "version": job.version}, values):
         return False
     # Mirror the row in memory without marking the object dirty (no second UPDATE).
-    values.update(state=target.value, version=job.version + 1)
+    values["version"] = job.version + 1
     for name, value in values.items():
         set_committed_value(job, name, value)
     return True
@@ -121,14 +131,15 @@ def transition_row(
     current: JobState,
     target: JobState,
     *,
-    where: Sequence[ColumnElement[bool]] = (),
+    expect: dict[str, Any] | None = None,
     **values: Any,
 ) -> bool:
-    """Move a job that is not loaded, if it is still in ``current`` and matches ``where``.
+    """Move a job that is not loaded, if it is still in ``current`` and its columns match
+    ``expect``.
 
     For hot paths that know the state from a claim they made (a sent fax is recorded by
     job id and attempt number), saving the read of the whole row.
     """
     check(job_id, current, target)
     values = _stamped(target, values, clear_finished=True)
-    return _move(session, job_id, (Job.state == current.value, *where), target, values)
+    return _move(session, job_id, {"state": current.value, **(expect or {})}, values)

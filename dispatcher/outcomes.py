@@ -41,6 +41,10 @@ class JobRef(NamedTuple):
     state: str
 
 
+#: Built once (building a statement costs more than running it); rows go in as params.
+_INSERT_EVENT = insert(StatusEvent)
+
+
 def history_of(job: Job) -> History:
     """The job's attempts within its current budget (an operator retry starts a new one)."""
     return History(job.attempt_count - job.budget_start, job.immediate_retries)
@@ -81,22 +85,21 @@ def record_event(
     payload: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
 ) -> None:
-    session.execute(
-        insert(StatusEvent).values(
-            job_id=job.id,
-            attempt_number=attempt_number,
-            source=source,
-            code=entry.code if entry else None,
-            outcome=entry.outcome.value if entry else None,
-            remediation=entry.remediation.value if entry else None,
-            state_from=state_from,
-            state_to=job.state,
-            detail=detail,
-            payload=payload,
-            dedupe_key=dedupe_key,
-            observed_at=utcnow(),
-        )
-    )
+    row = {
+        "job_id": job.id,
+        "attempt_number": attempt_number,
+        "source": source,
+        "code": entry.code if entry else None,
+        "outcome": entry.outcome.value if entry else None,
+        "remediation": entry.remediation.value if entry else None,
+        "state_from": state_from,
+        "state_to": job.state,
+        "detail": detail,
+        "payload": payload,
+        "dedupe_key": dedupe_key,
+        "observed_at": utcnow(),
+    }
+    session.connection().execute(_INSERT_EVENT, row)
 
 
 def apply_decision(

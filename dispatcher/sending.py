@@ -19,7 +19,7 @@ import os
 import socket
 from datetime import timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import guards
@@ -42,6 +42,21 @@ __all__ = ["dispatch", "reconcile", "reference_for"]
 
 log = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+# The statements of every attempt, built once: building one costs more than running it.
+_INSERT_ATTEMPT = insert(Attempt)
+_ATTEMPT_SUBMITTED = (
+    update(Attempt)
+    .where(Attempt.job_id == bindparam("w_job_id"), Attempt.number == bindparam("w_number"))
+    .values(provider_fax_id=bindparam("fax_id"), submitted_at=bindparam("at"), unsettled=False)
+)
+_DOCUMENTS = (
+    select(JobDocument.name, StoredDocument.mime_type, JobDocument.sha256)
+    .join(StoredDocument, StoredDocument.sha256 == JobDocument.sha256)
+    .where(JobDocument.job_id == bindparam("job_id"))
+    .order_by(JobDocument.position)
+)
 
 
 def reference_for(job_id: str, number: int) -> str:
@@ -79,17 +94,16 @@ def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) ->
             # job) is about to use it: releasing it here would let another fax dial in.
             return "skipped: claimed by another worker"
         reference = reference_for(job.id, number)
-        session.execute(
-            insert(Attempt).values(
-                job_id=job.id,
-                number=number,
-                provider=job.provider,
-                reference=reference,
-                task_id=task_id,
-                worker=WORKER,
-                started_at=utcnow(),
-            )
-        )
+        attempt = {
+            "job_id": job.id,
+            "number": number,
+            "provider": job.provider,
+            "reference": reference,
+            "task_id": task_id,
+            "worker": WORKER,
+            "started_at": utcnow(),
+        }
+        session.connection().execute(_INSERT_ATTEMPT, attempt)
         request = SendRequest(
             job_id=job.id,
             reference=reference,
@@ -111,12 +125,7 @@ def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) ->
 def _documents(session: Session, job: Job) -> list[Document]:
     """The job's documents; after a partial send, only the pages not yet delivered."""
     store = document_store()
-    rows = session.execute(
-        select(JobDocument.name, StoredDocument.mime_type, JobDocument.sha256)
-        .join(StoredDocument, StoredDocument.sha256 == JobDocument.sha256)
-        .where(JobDocument.job_id == job.id)
-        .order_by(JobDocument.position)
-    )
+    rows = session.connection().execute(_DOCUMENTS, {"job_id": job.id})
     documents = [Document(name, mime_type, store.get(sha)) for name, mime_type, sha in rows]
     if job.resend_from_page <= 0:
         return documents
@@ -178,18 +187,15 @@ def _mark_in_progress(
         job_id,
         JobState.DISPATCHING,
         JobState.IN_PROGRESS,
-        where=[Job.attempt_count == number],
+        expect={"attempt_count": number},
         provider_fax_id=fax_id,
         next_poll_at=now + timedelta(seconds=policy().poll_timing(provider).first),
         last_code=None,
         reason=reason,
     ):
         return False
-    session.execute(
-        update(Attempt)
-        .where(Attempt.job_id == job_id, Attempt.number == number)
-        .values(provider_fax_id=fax_id, submitted_at=now, unsettled=False)
-        .execution_options(synchronize_session=False)
+    session.connection().execute(
+        _ATTEMPT_SUBMITTED, {"w_job_id": job_id, "w_number": number, "fax_id": fax_id, "at": now}
     )
     record_event(
         session,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,13 +55,15 @@ def parse_time(value: object) -> datetime | None:
 
 
 def parse_number(value: object) -> float | None:
-    """A numeric field that providers send as a number, a numeric string, or null."""
+    """A numeric field that providers send as a number, a numeric string, or null.
+    "NaN" and "inf" parse as floats but are no count, cost or duration: None."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def parse_count(value: object) -> int | None:

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from config.settings import FaxPlusSettings, InterFaxSettings, OptumSettings
 from dispatcher.errors import ValidationError
-from dispatcher.providers.base import ProviderAdapter
+from dispatcher.providers.base import ProviderAdapter, parse_count, parse_number
 from dispatcher.providers.faxplus import FaxPlusAdapter
 from dispatcher.providers.interfax import InterFaxAdapter
 from dispatcher.providers.optum import OptumAdapter
@@ -97,3 +97,15 @@ def test_an_unsigned_optum_event_is_refused_even_when_well_formed() -> None:
     with pytest.raises(ValidationError, match="signature"):
         list(ADAPTERS["optum"].parse_webhook({}, body))
     assert [s.code for s in ADAPTERS["optum"].parse_webhook(_headers("optum", body, True), body)]
+
+
+@pytest.mark.parametrize("value", ["INF", "-inf", "NaN", 1e400, float("nan")])
+def test_numbers_that_are_not_finite_read_as_missing(value: object) -> None:
+    # Found by the fuzz above: an InterFAX callback with status=INF crashed the parser.
+    assert parse_number(value) is None
+    assert parse_count(value) is None
+
+
+@pytest.mark.parametrize(("value", "count"), [("3", 3), (2.0, 2), (" 7 ", 7), ("x", None)])
+def test_counts_read_numbers_and_numeric_strings(value: object, count: int | None) -> None:
+    assert parse_count(value) == count
