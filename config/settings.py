@@ -6,7 +6,7 @@ Secrets are ``SecretStr`` so they print as ``**********`` in reprs, logs and tra
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
@@ -108,9 +108,10 @@ class Settings(BaseSettings):
     interfax: InterFaxSettings = InterFaxSettings()
     optum: OptumSettings = OptumSettings()
 
-    @property
+    @cached_property
     def home_dir(self) -> Path:
-        """FAX_HOME as an absolute path, created on first use."""
+        """FAX_HOME as an absolute path, created on first use (once: every database
+        session and document read asks for it)."""
         path = self.home.resolve()
         path.mkdir(parents=True, exist_ok=True)
         return path

@@ -99,10 +99,10 @@ def check_send(job_id: str, number: str, provider: str, can_fail_over: bool) -> 
         reason = f"{provider} circuit is open after {status.failures} failures"
         return Hold(reason, wait=status.retry_in, failover=can_fail_over)
     lines = _lines()
-    blocked = lines.blocked_for(number)
-    if blocked > 0:
-        return Hold(f"{number} was busy moments ago; waiting for the line", wait=blocked)
-    if not lines.acquire(number, job_id):
+    line = lines.acquire(number, job_id)
+    if line.blocked:
+        return Hold(f"{number} was busy moments ago; waiting for the line", wait=line.blocked)
+    if not line:
         line_wait = get_settings().scaled(config.line_wait)
         return Hold(f"{number} is on a call with another fax", wait=line_wait)
     limits = config.limits.get(provider)

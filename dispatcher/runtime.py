@@ -23,5 +23,11 @@ def policy() -> Policy:
     return _policy(str(settings.retry_policy_file), settings.time_scale)
 
 
+@cache
+def _document_store(path: Path) -> DocumentStore:
+    return DocumentStore(path)
+
+
 def document_store() -> DocumentStore:
-    return DocumentStore(get_settings().documents_dir)
+    """The store under FAX_HOME/documents (one per directory per process)."""
+    return _document_store(get_settings().documents_dir)

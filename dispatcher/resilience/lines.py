@@ -8,12 +8,17 @@ server time, the one clock every worker shares.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import redis
 
-__all__ = ["LineLeases"]
+__all__ = ["Line", "LineLeases"]
 
-# KEYS[1] lease; ARGV job id, ttl ms.
+# KEYS[1] lease, KEYS[2] block marker; ARGV job id, ttl ms. Returns 1 when taken, 0 when
+# another job holds the line, minus the milliseconds left when the number is blocked.
 _ACQUIRE = """
+local blocked = redis.call('PTTL', KEYS[2])
+if blocked > 0 then return -blocked end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
@@ -42,6 +47,17 @@ end
 """
 
 
+class Line(NamedTuple):
+    """What ``acquire`` found: true when the line is the job's; else it is held by
+    another job, or blocked for ``blocked`` more seconds after a busy signal."""
+
+    taken: bool
+    blocked: float = 0.0
+
+    def __bool__(self) -> bool:
+        return self.taken
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -66,9 +82,12 @@ class LineLeases:
     def _blocked(self, number: str) -> str:
         return f"{self.prefix}:{number}:blocked"
 
-    def acquire(self, number: str, job_id: str) -> bool:
-        """Take the line; True also when ``job_id`` already holds it (its TTL is renewed)."""
-        return bool(self._acquire(keys=[self._lease(number)], args=[job_id, _ms(self.ttl)]))
+    def acquire(self, number: str, job_id: str) -> Line:
+        """Take the line unless the number is blocked or another job holds it; taken also
+        when ``job_id`` already holds it (its TTL is renewed). One round trip."""
+        keys = [self._lease(number), self._blocked(number)]
+        answer = int(self._acquire(keys=keys, args=[job_id, _ms(self.ttl)]))
+        return Line(answer == 1, -answer / 1000 if answer < 0 else 0.0)
 
     def refresh(self, number: str, job_id: str) -> bool:
         """Extend the lease for a call still in progress; False if ``job_id`` lost it."""

@@ -272,3 +272,18 @@ def test_block_keeps_the_later_expiry(client: redis.Redis):
     assert 299 < lines.blocked_for("+12025550100") <= 300
     lines.block("+12025550101", 0.1)
     wait_until(lambda: lines.blocked_for("+12025550101") == 0.0)
+
+
+def test_a_blocked_number_is_not_taken_and_says_for_how_long(client: redis.Redis):
+    lines = LineLeases(client, ttl=30)
+    assert lines.acquire("+12025550100", "job-a")
+    lines.block("+12025550100", 120)
+    for job in ("job-a", "job-b"):  # not even the holder dials into a busy block
+        line = lines.acquire("+12025550100", job)
+        assert not line and 119 < line.blocked <= 120
+    held = lines.acquire("+12025550101", "job-c")
+    assert held and held.blocked == 0.0
+    other = lines.acquire("+12025550101", "job-d")
+    assert not other and other.blocked == 0.0  # held, not blocked
+    lines.block("+12025550102", 0.1)
+    wait_until(lambda: bool(lines.acquire("+12025550102", "job-e")))
