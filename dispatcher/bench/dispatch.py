@@ -8,6 +8,7 @@ sandbox's send log (its steady part), so neither side's start-up is counted.
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,12 +19,28 @@ from dispatcher.bench.report import Measurement
 from dispatcher.bench.workload import interfax_requests, plain_numbers
 from dispatcher.submission import submit_many
 
-__all__ = ["Run", "run_bare", "run_ours", "measure_dispatch"]
+__all__ = ["Layout", "Run", "measure_dispatch", "run_bare", "run_ours"]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How one worker host runs: ``processes`` Celery workers of ``slots`` each."""
+
+    slots: int
+    processes: int = 1
+    pool: str = "threads"
+
+    @property
+    def concurrency(self) -> int:
+        return self.slots * self.processes
+
+    def __str__(self) -> str:
+        return f"{self.processes} x {self.pool} -c {self.slots}"
 
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One worker run: steady sends/s, wall seconds, peak worker RSS, sends seen."""
+    """One host run: steady sends/s, wall seconds, peak RSS of one worker, sends seen."""
 
     rate: float
     seconds: float
@@ -31,47 +48,52 @@ class Run:
     sends: int
 
 
-def _drain(stack: BenchStack, worker_pid: object, count: int, stall: float = 10.0) -> Run:
+def _drain(
+    stack: BenchStack, workers: list[subprocess.Popen[bytes]], count: int, stall: float = 10.0
+) -> Run:
     """Wait until the sandbox has ``count`` sends, or none came for ``stall`` seconds (a
-    worker that lost messages), sampling the worker's memory."""
-    process = next(p for p in stack.children if p.pid == worker_pid)
+    worker that lost messages), sampling each worker's memory."""
     start = last_progress = time.monotonic()
     peak, seen = 0.0, 0
     while (sent := stack.send_count()) < count:
-        peak = max(peak, rss_mb(process))
+        peak = max(peak, *(rss_mb(worker) for worker in workers))
         if sent > seen:
             seen, last_progress = sent, time.monotonic()
         elif time.monotonic() - last_progress > stall:
             break
         time.sleep(0.5)
     seconds = time.monotonic() - start
-    stack.stop_child(process)
+    for worker in workers:
+        stack.stop_child(worker)
     return Run(steady_rate(stack.sends()), seconds, peak, sent)
 
 
-def run_ours(count: int, concurrency: int, pool: str = "threads", latency_ms: float = 0.0) -> Run:
+def run_ours(count: int, layout: Layout, latency_ms: float = 0.0) -> Run:
     with bench_stack("dispatch") as stack:
         stack.start_sandbox(latency_ms)
         submit_many(interfax_requests(count), publish=True)
-        worker = stack.start_worker(concurrency, pool)
-        return _drain(stack, worker.pid, count)
+        workers = [stack.start_worker(layout.slots, layout.pool) for _ in range(layout.processes)]
+        return _drain(stack, workers, count)
 
 
-def run_bare(count: int, concurrency: int, pool: str = "threads", latency_ms: float = 0.0) -> Run:
+def run_bare(count: int, layout: Layout, latency_ms: float = 0.0) -> Run:
     with bench_stack("dispatch-bare") as stack:
         stack.start_sandbox(latency_ms)
         calls = [(n, f"bare-{uuid.uuid4().hex[:12]}") for n in plain_numbers(count)]
         publish(post, calls, stack.env["FAX_BROKER_URL"])
-        worker = stack.start_worker(
-            concurrency, pool, app="dispatcher.bench.baseline", queues="bench"
-        )
-        return _drain(stack, worker.pid, count)
+        workers = [
+            stack.start_worker(
+                layout.slots, layout.pool, app="dispatcher.bench.baseline", queues="bench"
+            )
+            for _ in range(layout.processes)
+        ]
+        return _drain(stack, workers, count)
 
 
 def measure_dispatch(count: int, concurrency: int) -> tuple[Measurement, Run]:
     """The measurement, and the bare run (item 6 compares against its rate)."""
-    ours = run_ours(count, concurrency)
-    bare = run_bare(count, concurrency)
+    ours = run_ours(count, Layout(concurrency))
+    bare = run_bare(count, Layout(concurrency))
     measurement = Measurement(
         key="dispatch",
         name="2. dispatch overhead (0 ms)",

@@ -16,6 +16,7 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from dispatcher import operations
+from dispatcher.bench.dispatch import Layout
 from dispatcher.bench.harness import bench_stack
 from dispatcher.bench.report import Measurement
 from dispatcher.bench.workload import document, plain_numbers
@@ -61,13 +62,14 @@ def _resume_held() -> None:
 
 
 def measure_end_to_end(
-    count: int, concurrency: int, pool: str, bare_rate: float, timeout: float = 900.0
+    count: int, layout: Layout, bare_rate: float, timeout: float = 900.0
 ) -> Measurement:
     final = {state.value for state in FINAL_STATES}
     extra = {"FAX_TICK_INTERVAL": "0.2"}
     with bench_stack("e2e", time_scale=TIME_SCALE, extra_env=extra) as stack:
         stack.start_sandbox()
-        stack.start_worker(concurrency, pool)
+        for _ in range(layout.processes):
+            stack.start_worker(layout.slots, layout.pool)
         requests = _requests(count)
         start = time.monotonic()
         submit_many(requests, publish=False)
@@ -97,8 +99,7 @@ def measure_end_to_end(
             "wall_seconds": wall,
             "final_states": dict(states),
             "sandbox_sends": sends,
-            "pool": pool,
-            "concurrency": concurrency,
+            "layout": str(layout),
             "time_scale": TIME_SCALE,
         },
     )

@@ -45,11 +45,9 @@ def run(sizes: Sizes, progress: Callable[[str], None] = lambda _: None) -> list[
     dispatch, bare = measure_dispatch(sizes.dispatch, sizes.dispatch_concurrency)
     results.append(dispatch)
     progress("latency-bound throughput and memory")
-    throughput, memory = measure_latency(sizes.latency, sizes.latency_concurrency)
+    throughput, memory, layout = measure_latency(sizes.latency, sizes.latency_concurrency)
     progress("scheduler")
     scheduler = measure_scheduler(sizes.scheduler)
     progress("end to end")
-    end_to_end = measure_end_to_end(
-        sizes.end_to_end, sizes.latency_concurrency, throughput.details["pool"], bare.rate
-    )
+    end_to_end = measure_end_to_end(sizes.end_to_end, layout, bare.rate)
     return [*results, throughput, *scheduler, memory, end_to_end]
