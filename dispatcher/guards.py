@@ -19,6 +19,8 @@ from config.settings import get_settings
 from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderError, ProviderTransientError
 from dispatcher.resilience import CircuitBreaker, LineLeases, TokenBucket
+from dispatcher.resilience.breaker import ALLOWS_LUA
+from dispatcher.resilience.lines import TAKES_LUA, Line
 from dispatcher.routing import current_routing as routing
 
 __all__ = [
@@ -77,6 +79,28 @@ def _bucket(provider: str, kind: str, per_second: float | None) -> TokenBucket |
     )
 
 
+# KEYS breaker hash, line lease, line block marker; ARGV now, cooldown, job id, ttl ms.
+# The breaker's and the line's own rules, in one round trip: the line is only taken when
+# the breaker lets the call through. Returns {allowed, line answer}.
+_BREAKER_THEN_LINE = (
+    ALLOWS_LUA
+    + TAKES_LUA
+    + """
+if breaker_allows(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) == 0 then return {0, 0} end
+return {1, take_line(KEYS[2], KEYS[3], ARGV[3], ARGV[4])}
+"""
+)
+
+
+def _breaker_then_line(
+    circuit: CircuitBreaker, lines: LineLeases, number: str, job_id: str
+) -> tuple[bool, Line]:
+    script = redis_client().register_script(_BREAKER_THEN_LINE)
+    keys = [circuit.key, *lines.take_keys(number)]
+    allowed, answer = script(keys=keys, args=[*circuit.allow_args(), *lines.take_args(job_id)])
+    return bool(allowed), Line.from_answer(int(answer))
+
+
 @dataclass(frozen=True, slots=True)
 class Hold:
     """Why a send may not go now, and until when (or to which provider instead)."""
@@ -93,13 +117,12 @@ def check_send(job_id: str, number: str, provider: str, can_fail_over: bool) -> 
     opens = config.opens_at(number, utcnow())
     if opens is not None:
         return Hold(f"outside the sending window for {number}", until=opens)
-    circuit = breaker(provider)
-    if not circuit.allow():
+    circuit, lines = breaker(provider), _lines()
+    allowed, line = _breaker_then_line(circuit, lines, number, job_id)
+    if not allowed:
         status = circuit.status()
         reason = f"{provider} circuit is open after {status.failures} failures"
         return Hold(reason, wait=status.retry_in, failover=can_fail_over)
-    lines = _lines()
-    line = lines.acquire(number, job_id)
     if line.blocked:
         return Hold(f"{number} was busy moments ago; waiting for the line", wait=line.blocked)
     if not line:

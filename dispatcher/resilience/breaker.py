@@ -15,7 +15,7 @@ from enum import StrEnum
 
 import redis
 
-__all__ = ["BreakerState", "BreakerStatus", "CircuitBreaker"]
+__all__ = ["ALLOWS_LUA", "BreakerState", "BreakerStatus", "CircuitBreaker"]
 
 
 class BreakerState(StrEnum):
@@ -35,18 +35,23 @@ class BreakerStatus:
     retry_in: float
 
 
-# KEYS[1] breaker hash; ARGV now, cooldown. Returns 1 when this caller may call the provider.
-_ALLOW = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'closed' then return 1 end
-local now, cooldown = tonumber(ARGV[1]), tonumber(ARGV[2])
-if now < tonumber(redis.call('HGET', KEYS[1], 'opened_at')) + cooldown then return 0 end
-local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until'))
-if probe_until and now < probe_until then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'half_open',
-           'probe_until', string.format('%.17g', now + cooldown))
-return 1
+#: Lua: 1 when this caller may call the provider (closed, or the one half-open probe after
+#: the cooldown), else 0. A function, so a combined check (``guards``) can call it too.
+ALLOWS_LUA = """
+local function breaker_allows(key, now, cooldown)
+  local state = redis.call('HGET', key, 'state')
+  if not state or state == 'closed' then return 1 end
+  if now < tonumber(redis.call('HGET', key, 'opened_at')) + cooldown then return 0 end
+  local probe_until = tonumber(redis.call('HGET', key, 'probe_until'))
+  if probe_until and now < probe_until then return 0 end
+  redis.call('HSET', key, 'state', 'half_open',
+             'probe_until', string.format('%.17g', now + cooldown))
+  return 1
+end
 """
+
+# KEYS[1] breaker hash; ARGV now, cooldown.
+_ALLOW = ALLOWS_LUA + "return breaker_allows(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))"
 
 # KEYS[1] breaker hash; ARGV now, threshold.
 _FAILURE = """
@@ -88,7 +93,11 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """True when closed; when open, True for the one half-open probe after the cooldown."""
-        return bool(self._allow(keys=[self.key], args=[repr(self.now()), repr(self.cooldown)]))
+        return bool(self._allow(keys=[self.key], args=self.allow_args()))
+
+    def allow_args(self) -> list[str]:
+        """ARGV of ``ALLOWS_LUA`` for this breaker: now, cooldown."""
+        return [repr(self.now()), repr(self.cooldown)]
 
     def record_success(self) -> None:
         """Any success closes the breaker and forgets the failures."""

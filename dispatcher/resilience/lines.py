@@ -12,20 +12,26 @@ from typing import NamedTuple
 
 import redis
 
-__all__ = ["Line", "LineLeases"]
+__all__ = ["TAKES_LUA", "Line", "LineLeases"]
 
-# KEYS[1] lease, KEYS[2] block marker; ARGV job id, ttl ms. Returns 1 when taken, 0 when
-# another job holds the line, minus the milliseconds left when the number is blocked.
-_ACQUIRE = """
-local blocked = redis.call('PTTL', KEYS[2])
-if blocked > 0 then return -blocked end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+#: Lua: take the line for a job. 1 when taken (or already the job's: its TTL is renewed),
+#: 0 when another job holds it, minus the milliseconds left while the number is blocked.
+#: A function, so a combined check (``guards``) can call it too.
+TAKES_LUA = """
+local function take_line(lease, blocked, job, ttl)
+  local left = redis.call('PTTL', blocked)
+  if left > 0 then return -left end
+  if redis.call('GET', lease) == job then
+    redis.call('PEXPIRE', lease, ttl)
+    return 1
+  end
+  if redis.call('SET', lease, job, 'NX', 'PX', ttl) then return 1 end
+  return 0
 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
 """
+
+# KEYS[1] lease, KEYS[2] block marker; ARGV job id, ttl ms.
+_ACQUIRE = TAKES_LUA + "return take_line(KEYS[1], KEYS[2], ARGV[1], ARGV[2])"
 
 # KEYS[1] lease; ARGV job id, ttl ms.
 _REFRESH = """
@@ -57,6 +63,11 @@ class Line(NamedTuple):
     def __bool__(self) -> bool:
         return self.taken
 
+    @classmethod
+    def from_answer(cls, answer: int) -> Line:
+        """Read what ``TAKES_LUA`` returned."""
+        return cls(answer == 1, -answer / 1000 if answer < 0 else 0.0)
+
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
@@ -82,12 +93,19 @@ class LineLeases:
     def _blocked(self, number: str) -> str:
         return f"{self.prefix}:{number}:blocked"
 
+    def take_keys(self, number: str) -> list[str]:
+        """KEYS of ``TAKES_LUA`` for a number: its lease, its block marker."""
+        return [self._lease(number), self._blocked(number)]
+
+    def take_args(self, job_id: str) -> list[str | int]:
+        """ARGV of ``TAKES_LUA`` for a job: its id, the lease TTL in ms."""
+        return [job_id, _ms(self.ttl)]
+
     def acquire(self, number: str, job_id: str) -> Line:
         """Take the line unless the number is blocked or another job holds it; taken also
         when ``job_id`` already holds it (its TTL is renewed). One round trip."""
-        keys = [self._lease(number), self._blocked(number)]
-        answer = int(self._acquire(keys=keys, args=[job_id, _ms(self.ttl)]))
-        return Line(answer == 1, -answer / 1000 if answer < 0 else 0.0)
+        answer = self._acquire(keys=self.take_keys(number), args=self.take_args(job_id))
+        return Line.from_answer(int(answer))
 
     def refresh(self, number: str, job_id: str) -> bool:
         """Extend the lease for a call still in progress; False if ``job_id`` lost it."""
