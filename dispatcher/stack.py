@@ -104,6 +104,8 @@ class LocalStack:
 
     settings: Settings
     concurrency: int = 16
+    #: worker processes; one per core lets the slots use every core (each has a GIL)
+    processes: int = 1
     ports: dict[str, int] = field(
         default_factory=lambda: {"api": 8000, "flower": 5555, "sandbox": 8765}
     )
@@ -185,17 +187,21 @@ class LocalStack:
         faxctl = [sys.executable, "-m", "dispatcher.cli"]
         if self._needs_sandbox():
             self._serve("sandbox", [*faxctl, "sandbox"], "/_sandbox/sends")
-        log = self.home / "logs" / "worker.log"
-        offset = log.stat().st_size if log.exists() else 0
-        self._spawn(
-            "worker",
-            worker_command(self.concurrency),
-            lambda: b" ready." in log.read_bytes()[offset:],
-        )
+        for index in range(self.processes):
+            self._start_worker("worker" if index == 0 else f"worker-{index + 1}")
         self._spawn("beat", beat_command(self.home / "celerybeat-schedule"), lambda: True)
         self._serve("api", [*faxctl, "api"], "/healthz")
         self._serve("flower", [*faxctl, "flower"], "/healthcheck")
         self._write_state()
+
+    def _start_worker(self, name: str) -> None:
+        log = self.home / "logs" / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        self._spawn(
+            name,
+            worker_command(self.concurrency, name),
+            lambda: b" ready." in log.read_bytes()[offset:],
+        )
 
     def _write_state(self) -> None:
         state = {

@@ -31,8 +31,8 @@ def _raise_stop(*_: Any) -> None:
 
 
 @contextmanager
-def _running_stack(concurrency: int) -> Iterator[LocalStack]:
-    stack = LocalStack(get_settings(), concurrency=concurrency)
+def _running_stack(concurrency: int, processes: int = 1) -> Iterator[LocalStack]:
+    stack = LocalStack(get_settings(), concurrency=concurrency, processes=processes)
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         with console.status("starting the stack..."):
@@ -56,11 +56,14 @@ def _print_where(stack: LocalStack) -> None:
 
 @app.command()
 def up(
-    concurrency: Annotated[int, typer.Option(help="Worker threads.")] = 16,
+    concurrency: Annotated[int, typer.Option(help="Worker threads, per worker process.")] = 16,
+    processes: Annotated[
+        int, typer.Option(min=1, help="Worker processes; one per core uses every core.")
+    ] = 1,
 ) -> None:
     """Run broker, database, sandbox, worker, beat, API and Flower until Ctrl-C."""
     try:
-        with _running_stack(concurrency) as stack:
+        with _running_stack(concurrency, processes) as stack:
             _print_where(stack)
             console.print("Ctrl-C to stop.")
             while not (dead := stack.dead()):

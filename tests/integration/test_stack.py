@@ -59,7 +59,7 @@ def alive(pid: int) -> bool:
 
 def start_up(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[bytes], dict]:
     process = subprocess.Popen(
-        [str(BIN / "faxctl"), "up", "--concurrency", "4"],
+        [str(BIN / "faxctl"), "up", "--concurrency", "4", "--processes", "2"],
         cwd=home,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -86,7 +86,7 @@ def test_up_starts_everything_and_stops_without_orphans_and_jobs_carry_on(
     process, state = start_up(env, tmp_path)
     try:
         where = state["processes"]
-        assert set(where) == {"sandbox", "worker", "beat", "api", "flower"}
+        assert set(where) == {"sandbox", "worker", "worker-2", "beat", "api", "flower"}
         credentials = json.loads(Path(state["credentials"]).read_text())
         token = {"Authorization": f"Bearer {credentials['api_token']}"}
         assert ok(f"{where['api']['url']}/healthz")
