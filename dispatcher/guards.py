@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import cache
 
 import redis
+from redis.commands.core import Script
 
 from config.settings import get_settings
 from dispatcher.clock import utcnow
@@ -49,14 +50,27 @@ def redis_client() -> redis.Redis:
     return _client(broker_url())
 
 
+# The guard objects are built once per client and configuration: every provider call
+# asks for one, and building registers their scripts again.
+@cache
+def _breaker(client: redis.Redis, provider: str, threshold: int, cooldown: float) -> CircuitBreaker:
+    return CircuitBreaker(client, provider, threshold=threshold, cooldown=cooldown)
+
+
+@cache
+def _leases(client: redis.Redis, ttl: float) -> LineLeases:
+    return LineLeases(client, ttl=ttl)
+
+
+@cache
+def _script(client: redis.Redis, source: str) -> Script:
+    return client.register_script(source)
+
+
 def breaker(provider: str) -> CircuitBreaker:
     config = routing()
-    return CircuitBreaker(
-        redis_client(),
-        provider,
-        threshold=config.breaker_threshold,
-        cooldown=get_settings().scaled(config.breaker_cooldown),
-    )
+    cooldown = get_settings().scaled(config.breaker_cooldown)
+    return _breaker(redis_client(), provider, config.breaker_threshold, cooldown)
 
 
 #: A line lease never lasts less than this many real seconds, even at a small time
@@ -67,16 +81,19 @@ MIN_LINE_LEASE = 60.0
 
 def _lines() -> LineLeases:
     ttl = max(get_settings().scaled(routing().line_lease), MIN_LINE_LEASE)
-    return LineLeases(redis_client(), ttl=ttl)
+    return _leases(redis_client(), ttl)
+
+
+@cache
+def _token_bucket(client: redis.Redis, key: str, rate: float) -> TokenBucket:
+    return TokenBucket(client, key, rate=rate, burst=max(1.0, rate))
 
 
 def _bucket(provider: str, kind: str, per_second: float | None) -> TokenBucket | None:
     if not per_second:
         return None
     rate = per_second / get_settings().time_scale
-    return TokenBucket(
-        redis_client(), f"fax:rate:{provider}:{kind}", rate=rate, burst=max(1.0, rate)
-    )
+    return _token_bucket(redis_client(), f"fax:rate:{provider}:{kind}", rate)
 
 
 # KEYS breaker hash, line lease, line block marker; ARGV now, cooldown, job id, ttl ms.
@@ -95,7 +112,7 @@ return {1, take_line(KEYS[2], KEYS[3], ARGV[3], ARGV[4])}
 def _breaker_then_line(
     circuit: CircuitBreaker, lines: LineLeases, number: str, job_id: str
 ) -> tuple[bool, Line]:
-    script = redis_client().register_script(_BREAKER_THEN_LINE)
+    script = _script(redis_client(), _BREAKER_THEN_LINE)
     keys = [circuit.key, *lines.take_keys(number)]
     allowed, answer = script(keys=keys, args=[*circuit.allow_args(), *lines.take_args(job_id)])
     return bool(allowed), Line.from_answer(int(answer))
