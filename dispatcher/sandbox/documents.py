@@ -7,6 +7,7 @@ import email.policy
 import io
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import PurePosixPath
 
 __all__ = [
@@ -110,6 +111,16 @@ def count_pages(content: bytes, content_type: str | None) -> int:
     """Pages in a PDF (1 for anything else or anything unreadable): enough for page counts."""
     if content_type != "application/pdf" and not content.startswith(b"%PDF"):
         return 1
+    return _small_pdf_pages(content) if len(content) <= CACHED_PDF_BYTES else _pdf_pages(content)
+
+
+#: PDFs up to this size have their page count cached (at most 64 of them): a bulk run
+#: sends the same few documents many times, and the sandbox shares its host's cores
+#: with the workers it serves.
+CACHED_PDF_BYTES = 1 << 20
+
+
+def _pdf_pages(content: bytes) -> int:
     from pypdf import PdfReader
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -117,3 +128,6 @@ def count_pages(content: bytes, content_type: str | None) -> int:
         return max(1, len(PdfReader(io.BytesIO(content)).pages))
     except Exception:  # any malformed PDF still faxes as one page here
         return 1
+
+
+_small_pdf_pages = lru_cache(maxsize=64)(_pdf_pages)
