@@ -21,6 +21,7 @@ class Sizes:
     intake: int = 10_000
     dispatch: int = 2_000
     dispatch_concurrency: int = 8
+    dispatch_rounds: int = 3
     latency: int = 2_000
     latency_concurrency: int = 100
     scheduler: int = 100_000
@@ -31,6 +32,7 @@ class Sizes:
         return cls(
             intake=500,
             dispatch=200,
+            dispatch_rounds=1,
             latency=300,
             scheduler=5_000,
             end_to_end=100,
@@ -42,12 +44,14 @@ def run(sizes: Sizes, progress: Callable[[str], None] = lambda _: None) -> list[
     progress("intake")
     results.append(measure_intake(sizes.intake))
     progress("dispatch overhead")
-    dispatch, bare = measure_dispatch(sizes.dispatch, sizes.dispatch_concurrency)
+    dispatch, bare_rate = measure_dispatch(
+        sizes.dispatch, sizes.dispatch_concurrency, sizes.dispatch_rounds
+    )
     results.append(dispatch)
     progress("latency-bound throughput and memory")
     throughput, memory, layout = measure_latency(sizes.latency, sizes.latency_concurrency)
     progress("scheduler")
     scheduler = measure_scheduler(sizes.scheduler)
     progress("end to end")
-    end_to_end = measure_end_to_end(sizes.end_to_end, layout, bare.rate)
+    end_to_end = measure_end_to_end(sizes.end_to_end, layout, bare_rate)
     return [*results, throughput, *scheduler, memory, end_to_end]

@@ -17,6 +17,7 @@ TINY = Sizes(
     intake=50,
     dispatch=30,
     dispatch_concurrency=4,
+    dispatch_rounds=1,
     latency=30,
     latency_concurrency=10,
     scheduler=500,
