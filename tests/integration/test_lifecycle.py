@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from dispatcher.errors import IllegalTransition
-from dispatcher.lifecycle import TRANSITIONS, JobState, check, transition
+from dispatcher.lifecycle import TRANSITIONS, JobState, check, transition, transition_row
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Job
 
@@ -122,3 +122,41 @@ def test_scheduler_indexes_exist(engine: Engine) -> None:
     assert {"ix_jobs_state_next_attempt_at", "ix_jobs_state_next_poll_at"} <= names
     with session_scope(engine) as session:
         assert session.scalars(select(Job)).all() == []
+
+
+def test_a_move_by_id_only_applies_to_the_claim_it_names(engine: Engine) -> None:
+    # Given a job claimed for attempt 2 (attempt 1 was lost and the job claimed again)
+    job_id = make_job(engine)
+    with session_scope(engine) as session:
+        job = session.get_one(Job, job_id)
+        assert transition(session, job, JobState.DISPATCHING, attempt_count=2)
+    # When a late answer for attempt 1 arrives, then the answer for attempt 2
+    with session_scope(engine) as session:
+        late = transition_row(
+            session,
+            job_id,
+            JobState.DISPATCHING,
+            JobState.IN_PROGRESS,
+            expect={"attempt_count": 1},
+            provider_fax_id="old",
+        )
+    with session_scope(engine) as session:
+        current = transition_row(
+            session,
+            job_id,
+            JobState.DISPATCHING,
+            JobState.IN_PROGRESS,
+            expect={"attempt_count": 2},
+            provider_fax_id="new",
+        )
+    # Then only the second moves the job, and it bumps the version like any move
+    assert (late, current) == (False, True)
+    stored = load(engine, job_id)
+    assert (stored.state, stored.provider_fax_id, stored.version) == ("in_progress", "new", 3)
+
+
+def test_a_move_by_id_checks_the_transition_table(engine: Engine) -> None:
+    job_id = make_job(engine, JobState.SUCCEEDED)
+    with session_scope(engine) as session, pytest.raises(IllegalTransition):
+        transition_row(session, job_id, JobState.SUCCEEDED, JobState.PENDING)
+    assert load(engine, job_id).state == "succeeded"
