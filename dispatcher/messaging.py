@@ -17,6 +17,7 @@ from config.settings import get_settings
 
 __all__ = [
     "MAX_COUNTDOWN",
+    "QUEUES",
     "publish_dispatch",
     "publish_poll",
     "publish_reconcile",
@@ -28,6 +29,9 @@ __all__ = [
 #: database (next_attempt_at): Redis re-delivers unacked messages after the visibility
 #: timeout, so long countdowns would turn into duplicate deliveries.
 MAX_COUNTDOWN = 60.0
+
+#: The work queues (``config/celery.py`` declares them); with Redis, each is a list.
+QUEUES = ("dispatch", "poll", "events")
 
 #: Jobs per ``fax.dispatch_many`` message, and the batch size from which they are used.
 FAN_OUT = 50
@@ -95,8 +99,7 @@ def queue_depths() -> dict[str, int]:
     """Messages waiting in each queue (with Redis, each queue is a list named after it)."""
     from dispatcher.guards import redis_client
 
-    names = ("dispatch", "poll", "events")
     pipe = redis_client().pipeline(transaction=False)
-    for name in names:
+    for name in QUEUES:
         pipe.llen(name)
-    return dict(zip(names, pipe.execute(), strict=True))
+    return dict(zip(QUEUES, pipe.execute(), strict=True))

@@ -278,6 +278,10 @@ def reconcile(job_id: str) -> str:
             return "nothing to reconcile"
         provider, number = job.provider, job.attempt_count
     found = get_adapter(provider).find_by_reference(reference_for(job_id, number))
+    if found is not None:
+        if _record_sent(job_id, provider, number, found.fax_id, source="reconcile"):
+            return f"found the send at the provider as fax {found.fax_id}"
+        return "moved meanwhile"
     with session_scope() as session:
         job = session.get_one(Job, job_id)
         if job.state != JobState.DISPATCHING or job.attempt_count != number:
@@ -285,9 +289,6 @@ def reconcile(job_id: str) -> str:
         attempt = session.scalars(
             select(Attempt).where(Attempt.job_id == job_id, Attempt.number == number)
         ).one()
-        if found is not None:
-            _mark_in_progress(session, job_id, provider, number, found.fax_id, source="reconcile")
-            return f"found the send at the provider as fax {found.fax_id}"
         entry = classify_transport(provider, "lost")
         decision = decide_for(job, entry)
         apply_decision(

@@ -25,7 +25,7 @@ from dispatcher.bench.report import Measurement
 from dispatcher.clock import utcnow
 from dispatcher.guards import redis_client
 from dispatcher.lifecycle import JobState
-from dispatcher.messaging import queue_depths
+from dispatcher.messaging import QUEUES
 from dispatcher.scheduler import tick
 from dispatcher.store.db import get_engine
 from dispatcher.store.models import Job
@@ -80,7 +80,7 @@ def _insert(count: int) -> None:
 def _consume_queues() -> None:
     """Empty the work queues, as workers would between ticks: otherwise the tick's
     back-pressure (no new work while a batch is queued) would leave nothing to time."""
-    redis_client().delete(*queue_depths())
+    redis_client().delete(*QUEUES)
 
 
 def _timed_ticks(ticks: int) -> dict[str, Any]:
