@@ -12,8 +12,14 @@ from typing import Any
 
 import pytest
 
-from dispatcher import operations, queries
+from dispatcher import operations, queries, sending
 from dispatcher.clock import utcnow
+from dispatcher.lifecycle import JobState, transition
+from dispatcher.providers.base import Document, SendRequest
+from dispatcher.providers.registry import get_adapter
+from dispatcher.sending import reference_for
+from dispatcher.store.db import session_scope
+from dispatcher.store.models import Attempt, Job
 from dispatcher.submission import FaxRequest, submit
 from tests.fixtures.documents import make_pdf
 from tests.fixtures.stack import TIME_SCALE, Stack
@@ -181,3 +187,49 @@ def test_no_attempt_starts_after_the_deadline(stack: Stack) -> None:
     job = state_in(stack, job_id, FINAL)
     assert job["state"] == "failed" and "deadline" in job["reason"]
     assert 1 <= len(stack.sends(job_id)) <= 2
+
+
+def _claim_as_a_worker_that_died(job_id: str, provider: str) -> str:
+    """What a worker killed mid-send leaves: the job dispatching, attempt 1 written."""
+    with session_scope() as session:
+        job = session.get_one(Job, job_id)
+        assert transition(session, job, JobState.DISPATCHING, attempt_count=1)
+        reference = reference_for(job_id, 1)
+        session.add(Attempt(job_id=job_id, number=1, provider=provider, reference=reference))
+    return reference
+
+
+@pytest.mark.parametrize("reached_the_provider", [True, False])
+def test_a_job_left_mid_send_is_reconciled_and_sent_once(
+    stack: Stack, reached_the_provider: bool
+) -> None:
+    # Given a job claimed by a worker that died mid-send (its own send is not due yet)
+    job_id = submit(
+        FaxRequest(
+            to=SUCCESS,
+            documents=[("letter.pdf", make_pdf())],
+            provider="interfax",
+            send_at=utcnow() + timedelta(seconds=3),
+        )
+    ).job_id
+    reference = _claim_as_a_worker_that_died(job_id, "interfax")
+    fax_id = None
+    if reached_the_provider:  # the send went out, only its answer was lost
+        document = Document("a.pdf", "application/pdf", make_pdf())
+        request = SendRequest(job_id, reference, SUCCESS, [document])
+        fax_id = get_adapter("interfax").send(request)
+
+    # When it is reconciled
+    said = sending.reconcile(job_id)
+
+    # Then a send the provider has is followed, a lost one is retried; either way the fax
+    # goes out exactly once and succeeds
+    if reached_the_provider:
+        assert said == f"found the send at the provider as fax {fax_id}"
+        assert queries.get_job(job_id)["state"] == "in_progress"
+    else:
+        assert said.startswith("not at the provider")
+        assert queries.get_job(job_id)["state"] == "pending"
+    assert state_in(stack, job_id, FINAL)["state"] == "succeeded"
+    assert len(stack.sends(job_id)) == 1
+    assert len(queries.attempts(job_id)) == (1 if reached_the_provider else 2)
