@@ -66,5 +66,11 @@ class CeleryConfig:
         return broker_url(get_settings())
 
     @property
+    def broker_transport(self) -> str | None:
+        """Redis brokers (the embedded one included) use ``workers.transport``."""
+        url = get_settings().broker_url or "redis://"
+        return "workers.transport:Transport" if url.startswith(("redis://", "rediss://")) else None
+
+    @property
     def beat_schedule(self) -> dict[str, Any]:
         return {"fax.tick": {"task": "fax.tick", "schedule": get_settings().tick_interval}}

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     dispatch_lease: float = Field(
         default=300.0, gt=0, description="Seconds a job may sit in dispatching before reconcile."
     )
+    send_concurrency: int = Field(
+        default=50,
+        gt=0,
+        description="Provider sends one worker process makes at once (its send pool).",
+    )
     tick_batch_size: int = Field(
         default=500, gt=0, description="Jobs one tick publishes at most, per kind of work."
     )

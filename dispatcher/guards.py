@@ -1,6 +1,6 @@
 """What may hold a send back, checked before a job is claimed, in one place.
 
-A job that may not go now is not made to wait in a worker: ``check_send`` returns how
+A job that may not go now is not made to wait in a worker: ``check_sends`` returns how
 long to wait (or the provider to fail over to), and the caller puts that time in the
 database (or on a short countdown). State shared by every worker lives in Redis (the
 broker's server): circuit breakers, rate-limit buckets and destination-line leases.
@@ -9,9 +9,11 @@ broker's server): circuit breakers, rate-limit buckets and destination-line leas
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import NamedTuple
 
 import redis
 from redis.commands.core import Script
@@ -26,8 +28,9 @@ from dispatcher.routing import current_routing as routing
 
 __all__ = [
     "Hold",
+    "Send",
     "breaker",
-    "check_send",
+    "check_sends",
     "keep_line",
     "record_provider_call",
     "redis_client",
@@ -96,26 +99,36 @@ def _bucket(provider: str, kind: str, per_second: float | None) -> TokenBucket |
     return _token_bucket(redis_client(), f"fax:rate:{provider}:{kind}", rate)
 
 
-# KEYS breaker hash, line lease, line block marker; ARGV now, cooldown, job id, ttl ms.
-# The breaker's and the line's own rules, in one round trip: the line is only taken when
-# the breaker lets the call through. Returns {allowed, line answer}.
+# For each send, KEYS its breaker hash, line lease, line block marker and ARGV now,
+# cooldown, job id, lease ttl ms. The breaker's and the line's own rules, for a whole
+# batch in one round trip: a line is only taken when the breaker lets the call through.
+# Returns, per send, {allowed, line answer}.
 _BREAKER_THEN_LINE = (
     ALLOWS_LUA
     + TAKES_LUA
     + """
-if breaker_allows(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) == 0 then return {0, 0} end
-return {1, take_line(KEYS[2], KEYS[3], ARGV[3], ARGV[4])}
+local answers = {}
+for i = 0, #KEYS / 3 - 1 do
+  local k, a = 3 * i, 4 * i
+  local allowed = breaker_allows(KEYS[k + 1], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+  answers[2 * i + 1] = allowed
+  answers[2 * i + 2] = 0
+  if allowed == 1 then
+    answers[2 * i + 2] = take_line(KEYS[k + 2], KEYS[k + 3], ARGV[a + 3], ARGV[a + 4])
+  end
+end
+return answers
 """
 )
 
 
-def _breaker_then_line(
-    circuit: CircuitBreaker, lines: LineLeases, number: str, job_id: str
-) -> tuple[bool, Line]:
-    script = _script(redis_client(), _BREAKER_THEN_LINE)
-    keys = [circuit.key, *lines.take_keys(number)]
-    allowed, answer = script(keys=keys, args=[*circuit.allow_args(), *lines.take_args(job_id)])
-    return bool(allowed), Line.from_answer(int(answer))
+class Send(NamedTuple):
+    """A send about to be claimed: which job, to which number, through which provider."""
+
+    job_id: str
+    number: str
+    provider: str
+    can_fail_over: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,29 +141,60 @@ class Hold:
     failover: bool = False
 
 
-def check_send(job_id: str, number: str, provider: str, can_fail_over: bool) -> Hold | None:
-    """None if the job may be sent now (and then it holds its destination line)."""
+def check_sends(sends: Sequence[Send]) -> list[Hold | None]:
+    """For each send, None if it may go now (and then its job holds the destination
+    line), else the hold. One Redis round trip for the batch's breakers and lines."""
     config = routing()
-    opens = config.opens_at(number, utcnow())
-    if opens is not None:
-        return Hold(f"outside the sending window for {number}", until=opens)
-    circuit, lines = breaker(provider), _lines()
-    allowed, line = _breaker_then_line(circuit, lines, number, job_id)
+    now = utcnow()
+    holds: list[Hold | None] = [None] * len(sends)
+    asked: list[int] = []
+    for index, send in enumerate(sends):
+        opens = config.opens_at(send.number, now)
+        if opens is None:
+            asked.append(index)
+        else:
+            holds[index] = Hold(f"outside the sending window for {send.number}", until=opens)
+    if not asked:
+        return holds
+    lines = _lines()
+    circuits = {provider: breaker(provider) for provider in {send.provider for send in sends}}
+    keys: list[str] = []
+    args: list[str | int] = []
+    for index in asked:
+        send = sends[index]
+        circuit = circuits[send.provider]
+        keys += [circuit.key, *lines.take_keys(send.number)]
+        args += [*circuit.allow_args(), *lines.take_args(send.job_id)]
+    answers = _script(redis_client(), _BREAKER_THEN_LINE)(keys=keys, args=args)
+    for position, index in enumerate(asked):
+        allowed, line = answers[2 * position], Line.from_answer(int(answers[2 * position + 1]))
+        holds[index] = _hold_for(sends[index], bool(allowed), line, circuits, lines)
+    return holds
+
+
+def _hold_for(
+    send: Send,
+    allowed: bool,
+    line: Line,
+    circuits: dict[str, CircuitBreaker],
+    lines: LineLeases,
+) -> Hold | None:
+    """The hold for one send, from what the batch script answered for it."""
     if not allowed:
-        status = circuit.status()
-        reason = f"{provider} circuit is open after {status.failures} failures"
-        return Hold(reason, wait=status.retry_in, failover=can_fail_over)
+        status = circuits[send.provider].status()
+        reason = f"{send.provider} circuit is open after {status.failures} failures"
+        return Hold(reason, wait=status.retry_in, failover=send.can_fail_over)
     if line.blocked:
-        return Hold(f"{number} was busy moments ago; waiting for the line", wait=line.blocked)
+        return Hold(f"{send.number} was busy moments ago; waiting for the line", wait=line.blocked)
     if not line:
-        line_wait = get_settings().scaled(config.line_wait)
-        return Hold(f"{number} is on a call with another fax", wait=line_wait)
-    limits = config.limits.get(provider)
-    bucket = _bucket(provider, "send", limits.sends_per_second if limits else None)
+        line_wait = get_settings().scaled(routing().line_wait)
+        return Hold(f"{send.number} is on a call with another fax", wait=line_wait)
+    limits = routing().limits.get(send.provider)
+    bucket = _bucket(send.provider, "send", limits.sends_per_second if limits else None)
     wait = bucket.acquire() if bucket else 0.0
     if wait > 0:
-        lines.release(number, job_id)
-        return Hold(f"{provider} send rate limit", wait=wait)
+        lines.release(send.number, send.job_id)
+        return Hold(f"{send.provider} send rate limit", wait=wait)
     return None
 
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, update
+from sqlalchemy import Connection, Update, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -94,13 +94,15 @@ def _update_for(conditions: tuple[str, ...], columns: tuple[str, ...]) -> Update
     )
 
 
-def _move(session: Session, job_id: str, expect: dict[str, Any], values: dict[str, Any]) -> bool:
+def _move(
+    connection: Connection, job_id: str, expect: dict[str, Any], values: dict[str, Any]
+) -> bool:
     """The conditional UPDATE: True if the row still matched ``expect`` and was moved."""
     params = {"w_id": job_id}
     params.update({f"w_{name}": value for name, value in expect.items()})
     params.update({f"v_{name}": value for name, value in values.items()})
     statement = _update_for(tuple(expect), tuple(values))
-    return bool(session.connection().execute(statement, params).rowcount == 1)
+    return bool(connection.execute(statement, params).rowcount == 1)
 
 
 def transition(
@@ -116,7 +118,8 @@ def transition(
     """
     check(job.id, job.state, target)
     values = _stamped(target, values, clear_finished=job.finished_at is not None)
-    if not _move(session, job.id, {"state": job.state, "version": job.version}, values):
+    expect = {"state": job.state, "version": job.version}
+    if not _move(session.connection(), job.id, expect, values):
         return False
     # Mirror the row in memory without marking the object dirty (no second UPDATE).
     values["version"] = job.version + 1
@@ -126,7 +129,7 @@ def transition(
 
 
 def transition_row(
-    session: Session,
+    connection: Connection,
     job_id: str,
     current: JobState,
     target: JobState,
@@ -138,8 +141,9 @@ def transition_row(
     ``expect``.
 
     For hot paths that know the state from a claim they made (a sent fax is recorded by
-    job id and attempt number), saving the read of the whole row.
+    job id and attempt number), saving the read of the whole row; they run on a plain
+    connection (a session's is ``session.connection()``).
     """
     check(job_id, current, target)
     values = _stamped(target, values, clear_finished=True)
-    return _move(session, job_id, {"state": current.value, **(expect or {})}, values)
+    return _move(connection, job_id, {"state": current.value, **(expect or {})}, values)

@@ -33,9 +33,8 @@ MAX_COUNTDOWN = 60.0
 #: The work queues (``config/celery.py`` declares them); with Redis, each is a list.
 QUEUES = ("dispatch", "poll", "events")
 
-#: Jobs per ``fax.dispatch_many`` message, and the batch size from which they are used.
-FAN_OUT = 50
-FAN_OUT_ABOVE = 8
+#: Jobs per ``fax.dispatch_many`` message.
+BATCH = 50
 
 
 def redelivery_guard() -> timedelta:
@@ -61,27 +60,24 @@ def _send(name: str, args: list[object], countdown: float | None = None) -> None
         app.send_task(name, args=args, countdown=countdown, producer=producer)
 
 
-def publish_dispatch(
-    attempts: Iterable[tuple[str, int]],
-    countdown: float | None = None,
-    *,
-    fan_out: bool = True,
-) -> None:
+def publish_dispatch(attempts: Iterable[tuple[str, int]], countdown: float | None = None) -> None:
     """Ask a worker to make attempt N of each job. A message for a job that is no longer
     pending, or whose attempt N was already made, is a no-op when it arrives.
 
-    Many attempts at once (a tick, a batch submit) go out as ``fax.dispatch_many`` messages
-    of ``FAN_OUT`` each, which workers split into single dispatches: the publisher pays a
-    broker round trip per fifty jobs instead of per job, and the split runs in parallel.
+    Many attempts at once (a tick, a batch submit) go out as ``fax.dispatch_many``
+    messages of ``BATCH`` each: the publisher pays one message per fifty jobs, and the
+    worker claims and records each batch in one transaction.
     """
     if countdown is not None and countdown > MAX_COUNTDOWN:
         raise ValueError(f"countdown {countdown}s is over {MAX_COUNTDOWN}s: use next_attempt_at")
     items = [[job_id, number] for job_id, number in attempts]
-    with _producer() as (app, producer):
-        if fan_out and countdown is None and len(items) > FAN_OUT_ABOVE:
-            for start in range(0, len(items), FAN_OUT):
-                chunk = items[start : start + FAN_OUT]
-                app.send_task("fax.dispatch_many", args=[chunk], producer=producer)
+    # One pipelined round trip per publish, not one per message.
+    with _producer() as (app, producer), producer.batch():
+        if countdown is None and len(items) > 1:
+            for start in range(0, len(items), BATCH):
+                app.send_task(
+                    "fax.dispatch_many", args=[items[start : start + BATCH]], producer=producer
+                )
             return
         for args in items:
             app.send_task("fax.dispatch", args=args, countdown=countdown, producer=producer)

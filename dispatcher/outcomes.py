@@ -6,10 +6,11 @@ job the same way whichever way it arrived, and a status seen twice changes nothi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
@@ -22,7 +23,16 @@ from dispatcher.providers.base import ProviderStatus
 from dispatcher.runtime import policy
 from dispatcher.store.models import Attempt, Job, StatusEvent
 
-__all__ = ["JobRef", "apply_decision", "decide_for", "history_of", "next_on_route", "record_event"]
+__all__ = [
+    "JobRef",
+    "apply_decision",
+    "decide_for",
+    "event_row",
+    "history_of",
+    "next_on_route",
+    "record_event",
+    "record_events",
+]
 
 _TARGET = {
     Step.POLL: JobState.IN_PROGRESS,
@@ -73,8 +83,7 @@ def decide_for(job: Job, entry: StatusEntry, retry_after: float | None = None) -
     )
 
 
-def record_event(
-    session: Session,
+def event_row(
     job: Job | JobRef,
     *,
     source: str,
@@ -84,8 +93,9 @@ def record_event(
     attempt_number: int | None = None,
     payload: dict[str, Any] | None = None,
     dedupe_key: str | None = None,
-) -> None:
-    row = {
+) -> dict[str, Any]:
+    """The ``status_events`` row for what just happened to ``job`` (now in ``job.state``)."""
+    return {
         "job_id": job.id,
         "attempt_number": attempt_number,
         "source": source,
@@ -99,7 +109,17 @@ def record_event(
         "dedupe_key": dedupe_key,
         "observed_at": utcnow(),
     }
-    session.connection().execute(_INSERT_EVENT, row)
+
+
+def record_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``event_row`` rows, all in one statement."""
+    if rows:
+        connection.execute(_INSERT_EVENT, list(rows))
+
+
+def record_event(session: Session, job: Job | JobRef, **fields: Any) -> None:
+    """Record one event (``event_row``'s fields) in the session's transaction."""
+    record_events(session.connection(), [event_row(job, **fields)])
 
 
 def apply_decision(

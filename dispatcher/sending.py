@@ -1,4 +1,4 @@
-"""Sending: claim a job, write the attempt, call the provider, record the answer.
+"""Sending: claim jobs, write their attempts, call the provider, record the answers.
 
 Rules this module keeps (DESIGN.md, correctness rules):
 
@@ -10,6 +10,13 @@ Rules this module keeps (DESIGN.md, correctness rules):
   dispatch, or the tick's reconcile, settles it first.
 * The database decides: a dispatch message for a job that is not pending, or for an
   attempt number already used, changes nothing.
+
+Attempts come in batches: a tick or a bulk submit publishes fifty per message, a single
+retry is a batch of one. A batch is read in one query, checked against the guards in one
+Redis round trip, claimed in one transaction, and its answers are recorded in one
+transaction per wave of finished sends: per fax, that bookkeeping costs more than the
+provider call. The sends run on the process's send pool (``dispatcher.sendpool``), and a
+job is only claimed once a send slot is reserved for it.
 """
 
 from __future__ import annotations
@@ -17,9 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher import guards
@@ -28,13 +39,22 @@ from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderError, ProviderRateLimited
 from dispatcher.lifecycle import JobState, transition, transition_row
 from dispatcher.messaging import MAX_COUNTDOWN, publish_dispatch, redelivery_guard
-from dispatcher.outcomes import JobRef, apply_decision, decide_for, next_on_route, record_event
+from dispatcher.outcomes import (
+    JobRef,
+    apply_decision,
+    decide_for,
+    event_row,
+    next_on_route,
+    record_event,
+    record_events,
+)
 from dispatcher.pages import pages_after
 from dispatcher.policy import Step
 from dispatcher.providers.base import Document, ProviderStatus, SendRequest
 from dispatcher.providers.registry import get_adapter
 from dispatcher.runtime import document_store, policy
-from dispatcher.store.db import session_scope
+from dispatcher.sendpool import send_pool
+from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import Attempt, Job, JobDocument
 from dispatcher.store.models import Document as StoredDocument
 
@@ -43,20 +63,52 @@ __all__ = ["dispatch", "reconcile", "reference_for"]
 log = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
-
-# The statements of every attempt, built once: building one costs more than running it.
+# The statements of every batch, built once: building one costs more than running it.
+_IDS = bindparam("ids", expanding=True)
+_CANDIDATES = select(
+    Job.id,
+    Job.state,
+    Job.version,
+    Job.attempt_count,
+    Job.send_at,
+    Job.deadline,
+    Job.provider,
+    Job.route,
+    Job.to_number,
+    Job.meta.label("meta"),
+    Job.resend_from_page,
+).where(Job.id.in_(_IDS))
+_UNSETTLED = select(Attempt.job_id).where(Attempt.job_id.in_(_IDS), Attempt.unsettled.is_(True))
+_DOCUMENTS = (
+    select(JobDocument.job_id, JobDocument.name, StoredDocument.mime_type, JobDocument.sha256)
+    .join(StoredDocument, StoredDocument.sha256 == JobDocument.sha256)
+    .where(JobDocument.job_id.in_(_IDS))
+    .order_by(JobDocument.job_id, JobDocument.position)
+)
 _INSERT_ATTEMPT = insert(Attempt)
 _ATTEMPT_SUBMITTED = (
     update(Attempt)
     .where(Attempt.job_id == bindparam("w_job_id"), Attempt.number == bindparam("w_number"))
     .values(provider_fax_id=bindparam("fax_id"), submitted_at=bindparam("at"), unsettled=False)
 )
-_DOCUMENTS = (
-    select(JobDocument.name, StoredDocument.mime_type, JobDocument.sha256)
-    .join(StoredDocument, StoredDocument.sha256 == JobDocument.sha256)
-    .where(JobDocument.job_id == bindparam("job_id"))
-    .order_by(JobDocument.position)
-)
+
+
+class _Claim(NamedTuple):
+    """A claimed attempt whose row is committed: ready for the provider."""
+
+    job_id: str
+    number: int
+    provider: str
+    request: SendRequest
+
+
+class _Sent(NamedTuple):
+    """A send the provider accepted, not yet recorded."""
+
+    job_id: str
+    provider: str
+    number: int
+    fax_id: str
 
 
 def reference_for(job_id: str, number: int) -> str:
@@ -70,67 +122,193 @@ def _last_attempt(session: Session, job: Job) -> Attempt | None:
     ).first()
 
 
-def dispatch(job_id: str, attempt_number: int, *, task_id: str | None = None) -> str:
-    """Make attempt ``attempt_number`` of a pending job. Returns what happened, for logs."""
+def dispatch(attempts: Sequence[tuple[str, int]], *, task_id: str | None = None) -> dict[str, str]:
+    """Make each attempt (job id, attempt number) of a pending job. Returns what happened
+    to each job, for logs."""
+    outcomes: dict[str, str] = {}
+    waiting = list(dict.fromkeys((str(job_id), int(number)) for job_id, number in attempts))
+    pool = send_pool()
+    in_flight: dict[Future[_Sent | str], _Claim] = {}
+    while waiting or in_flight:
+        if waiting and (room := pool.reserve(len(waiting), wait=not in_flight)):
+            chunk, waiting = waiting[:room], waiting[room:]
+            claims = _claim(chunk, task_id, outcomes)
+            pool.release(room - len(claims))
+            in_flight.update((pool.submit(_send, claim), claim) for claim in claims)
+        if in_flight:
+            done = _next_wave(in_flight)
+            _settle_wave([(in_flight.pop(future), future) for future in done], outcomes)
+    return outcomes
+
+
+def _next_wave(in_flight: dict[Future[_Sent | str], _Claim]) -> set[Future[_Sent | str]]:
+    """Wait until at least half the batch's sends in flight are done: their answers are
+    recorded, and the next jobs claimed, in batches rather than one fax at a time, and
+    no answer waits for the slowest send."""
+    done: set[Future[_Sent | str]] = set()
+    running = set(in_flight)
+    while 2 * len(done) < len(in_flight):
+        finished, running = wait(running, return_when=FIRST_COMPLETED)
+        done |= finished
+    return done
+
+
+def _settle_wave(
+    finished: list[tuple[_Claim, Future[_Sent | str]]], outcomes: dict[str, str]
+) -> None:
+    """Record the sends of a wave that the providers accepted, in one transaction."""
+    accepted: list[_Sent] = []
+    for claim, future in finished:
+        try:
+            result = future.result()
+        except Exception as exc:  # the job stays dispatching: the tick's reconcile settles it
+            log.exception("job %s: attempt %s failed unexpectedly", claim.job_id, claim.number)
+            outcomes[claim.job_id] = f"error: {exc}"
+            continue
+        if isinstance(result, _Sent):
+            accepted.append(result)
+        else:
+            outcomes[claim.job_id] = result
+    for sent, recorded in zip(accepted, _record_sent(accepted, source="dispatch"), strict=True):
+        outcomes[sent.job_id] = (
+            f"sent as {sent.provider} fax {sent.fax_id}" if recorded else "sent; moved meanwhile"
+        )
+
+
+def _claim(
+    chunk: Sequence[tuple[str, int]], task_id: str | None, outcomes: dict[str, str]
+) -> list[_Claim]:
+    """Claim the jobs of ``chunk`` that may be sent now. Every other job gets its outcome:
+    skipped, expired, settled, or deferred by a guard."""
+    now = utcnow()
+    with get_engine().connect() as connection:
+        rows = {
+            row.id: row for row in connection.execute(_CANDIDATES, {"ids": [j for j, _ in chunk]})
+        }
+        retried = [job_id for job_id, row in rows.items() if row.attempt_count]
+        unsettled = set(connection.scalars(_UNSETTLED, {"ids": retried})) if retried else set()
+    ready: list[Row[Any]] = []
+    for job_id, number in chunk:
+        row = rows.get(job_id)
+        if row is None:
+            outcomes[job_id] = "unknown job"
+        elif row.state != JobState.PENDING or row.attempt_count + 1 != number:
+            outcomes[job_id] = f"skipped: job is {row.state} at attempt {row.attempt_count}"
+        elif row.send_at and row.send_at > now:
+            outcomes[job_id] = "skipped: not due yet"
+        elif row.deadline and row.deadline <= now:
+            outcomes[job_id] = _on_job(job_id, number, _expire)
+        elif job_id in unsettled and (settled := _settle_earlier(job_id, number)):
+            outcomes[job_id] = settled
+        else:
+            ready.append(row)
+    sends = [
+        guards.Send(row.id, row.to_number, row.provider, next_on_route(row) is not None)
+        for row in ready
+    ]
+    allowed: list[Row[Any]] = []
+    for row, hold in zip(ready, guards.check_sends(sends), strict=True):
+        if hold is None:
+            allowed.append(row)
+        else:
+            outcomes[row.id] = _on_job(
+                row.id, row.attempt_count + 1, lambda s, job, h=hold: _defer(s, job, h)
+            )
+    return _claim_rows(allowed, task_id, outcomes) if allowed else []
+
+
+def _claim_rows(
+    rows: list[Row[Any]], task_id: str | None, outcomes: dict[str, str]
+) -> list[_Claim]:
+    """Move the jobs to dispatching and write their attempt rows, in one transaction."""
+    claimed: list[Row[Any]] = []
+    # In id order, so two workers claiming overlapping batches never deadlock.
+    rows = sorted(rows, key=lambda row: row.id)
+    with get_engine().begin() as connection:
+        for row in rows:
+            if transition_row(
+                connection,
+                row.id,
+                JobState.PENDING,
+                JobState.DISPATCHING,
+                expect={"version": row.version},
+                attempt_count=row.attempt_count + 1,
+            ):
+                claimed.append(row)
+            else:
+                # The line lease belongs to the job, and the winner of the claim (the same
+                # job) is about to use it: releasing it here would let another fax dial in.
+                outcomes[row.id] = "skipped: claimed by another worker"
+        if not claimed:
+            return []
+        started = utcnow()
+        connection.execute(
+            _INSERT_ATTEMPT,
+            [
+                {
+                    "job_id": row.id,
+                    "number": row.attempt_count + 1,
+                    "provider": row.provider,
+                    "reference": reference_for(row.id, row.attempt_count + 1),
+                    "task_id": task_id,
+                    "worker": WORKER,
+                    "started_at": started,
+                }
+                for row in claimed
+            ],
+        )
+        stored = connection.execute(_DOCUMENTS, {"ids": [row.id for row in claimed]}).all()
+    # Committed: the attempts exist before any provider hears of them.
+    documents = _documents(claimed, stored)
+    return [
+        _Claim(
+            row.id,
+            row.attempt_count + 1,
+            row.provider,
+            SendRequest(
+                job_id=row.id,
+                reference=reference_for(row.id, row.attempt_count + 1),
+                to=row.to_number,
+                documents=documents[row.id],
+                metadata=row.meta or {},
+            ),
+        )
+        for row in claimed
+    ]
+
+
+def _documents(rows: list[Row[Any]], stored: Sequence[Row[Any]]) -> dict[str, list[Document]]:
+    """Each job's documents; after a partial send, only the pages not yet delivered."""
+    store = document_store()
+    documents: dict[str, list[Document]] = defaultdict(list)
+    for job_id, name, mime_type, sha in stored:
+        documents[job_id].append(Document(name, mime_type, store.get(sha)))
+    for row in rows:
+        if row.resend_from_page > 0:
+            remaining = pages_after(documents[row.id], row.resend_from_page)
+            if remaining is not None:
+                documents[row.id] = [remaining]
+    return documents
+
+
+def _send(claim: _Claim) -> _Sent | str:
+    """Call the provider (on a send slot). A failure is dealt with here, in parallel with
+    the batch's other sends; an accepted fax goes back to be recorded with its wave."""
+    try:
+        fax_id = get_adapter(claim.provider).send(claim.request)
+    except ProviderError as exc:
+        return _send_failed(claim.job_id, claim.number, exc)
+    return _Sent(claim.job_id, claim.provider, claim.number, fax_id)
+
+
+def _on_job(job_id: str, number: int, step: Callable[[Session, Job], str]) -> str:
+    """Run a step that needs the whole job (the uncommon paths), if the job is still
+    pending for attempt ``number``."""
     with session_scope() as session:
         job = session.get(Job, job_id)
-        if job is None:
-            return "unknown job"
-        if job.state != JobState.PENDING or job.attempt_count + 1 != attempt_number:
-            return f"skipped: job is {job.state} at attempt {job.attempt_count}"
-        if job.send_at and job.send_at > utcnow():
-            return "skipped: not due yet"
-        if job.deadline and job.deadline <= utcnow():
-            return _expire(session, job)
-        last = _last_attempt(session, job) if job.attempt_count else None
-        if last is not None and last.unsettled and _settle(session, job, last):
-            return "settled an earlier send instead of sending again"
-        hold = guards.check_send(job.id, job.to_number, job.provider, bool(next_on_route(job)))
-        if hold is not None:
-            return _defer(session, job, hold)
-        number = job.attempt_count + 1
-        if not transition(session, job, JobState.DISPATCHING, attempt_count=number):
-            # The line lease belongs to the job, and the winner of the claim (the same
-            # job) is about to use it: releasing it here would let another fax dial in.
-            return "skipped: claimed by another worker"
-        reference = reference_for(job.id, number)
-        attempt = {
-            "job_id": job.id,
-            "number": number,
-            "provider": job.provider,
-            "reference": reference,
-            "task_id": task_id,
-            "worker": WORKER,
-            "started_at": utcnow(),
-        }
-        session.connection().execute(_INSERT_ATTEMPT, attempt)
-        request = SendRequest(
-            job_id=job.id,
-            reference=reference,
-            to=job.to_number,
-            documents=_documents(session, job),
-            metadata=job.meta or {},
-        )
-        provider = job.provider
-    # Committed: the attempt exists before the provider hears of it.
-    adapter = get_adapter(provider)
-    try:
-        fax_id = adapter.send(request)
-    except ProviderError as exc:
-        return _send_failed(job_id, number, exc)
-    _record_sent(job_id, provider, number, fax_id, source="dispatch")
-    return f"sent as {provider} fax {fax_id}"
-
-
-def _documents(session: Session, job: Job) -> list[Document]:
-    """The job's documents; after a partial send, only the pages not yet delivered."""
-    store = document_store()
-    rows = session.connection().execute(_DOCUMENTS, {"job_id": job.id})
-    documents = [Document(name, mime_type, store.get(sha)) for name, mime_type, sha in rows]
-    if job.resend_from_page <= 0:
-        return documents
-    remaining = pages_after(documents, job.resend_from_page)
-    return documents if remaining is None else [remaining]
+        if job is None or job.state != JobState.PENDING or job.attempt_count + 1 != number:
+            return "skipped: moved meanwhile"
+        return step(session, job)
 
 
 def _expire(session: Session, job: Job) -> str:
@@ -170,42 +348,60 @@ def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
     return f"deferred: {reason}"
 
 
-def _record_sent(job_id: str, provider: str, number: int, fax_id: str, *, source: str) -> bool:
-    """Record the provider's fax id and start polling. False if the job moved meanwhile."""
-    with session_scope() as session:
-        return _mark_in_progress(session, job_id, provider, number, fax_id, source=source)
+def _record_sent(sends: Sequence[_Sent], *, source: str) -> list[bool]:
+    """Record the providers' fax ids and start polling, in one transaction. For each
+    send, False if its job moved meanwhile."""
+    if not sends:
+        return []
+    with get_engine().begin() as connection:
+        return _mark_in_progress(connection, sends, source=source)
 
 
-def _mark_in_progress(
-    session: Session, job_id: str, provider: str, number: int, fax_id: str, *, source: str
-) -> bool:
-    """Move the job claimed for attempt ``number`` to in progress, by ids: nothing is read."""
+def _mark_in_progress(connection: Connection, sends: Sequence[_Sent], *, source: str) -> list[bool]:
+    """Move each job claimed for the send's attempt to in progress, by ids: nothing is read."""
     now = utcnow()
-    reason = f"accepted by {provider} as fax {fax_id}"
-    if not transition_row(
-        session,
-        job_id,
-        JobState.DISPATCHING,
-        JobState.IN_PROGRESS,
-        expect={"attempt_count": number},
-        provider_fax_id=fax_id,
-        next_poll_at=now + timedelta(seconds=policy().poll_timing(provider).first),
-        last_code=None,
-        reason=reason,
-    ):
-        return False
-    session.connection().execute(
-        _ATTEMPT_SUBMITTED, {"w_job_id": job_id, "w_number": number, "fax_id": fax_id, "at": now}
-    )
-    record_event(
-        session,
-        JobRef(job_id, JobState.IN_PROGRESS),
-        source=source,
-        state_from=JobState.DISPATCHING,
-        detail=reason,
-        attempt_number=number,
-    )
-    return True
+    moved: list[bool] = []
+    for sent in sends:
+        moved.append(
+            transition_row(
+                connection,
+                sent.job_id,
+                JobState.DISPATCHING,
+                JobState.IN_PROGRESS,
+                expect={"attempt_count": sent.number},
+                provider_fax_id=sent.fax_id,
+                next_poll_at=now + timedelta(seconds=policy().poll_timing(sent.provider).first),
+                last_code=None,
+                reason=_accepted(sent),
+            )
+        )
+    recorded = [sent for sent, ok in zip(sends, moved, strict=True) if ok]
+    if recorded:
+        connection.execute(
+            _ATTEMPT_SUBMITTED,
+            [
+                {"w_job_id": s.job_id, "w_number": s.number, "fax_id": s.fax_id, "at": now}
+                for s in recorded
+            ],
+        )
+        record_events(
+            connection,
+            [
+                event_row(
+                    JobRef(sent.job_id, JobState.IN_PROGRESS),
+                    source=source,
+                    state_from=JobState.DISPATCHING,
+                    detail=_accepted(sent),
+                    attempt_number=sent.number,
+                )
+                for sent in recorded
+            ],
+        )
+    return moved
+
+
+def _accepted(sent: _Sent) -> str:
+    return f"accepted by {sent.provider} as fax {sent.fax_id}"
 
 
 def _send_failed(job_id: str, number: int, exc: ProviderError) -> str:
@@ -215,7 +411,7 @@ def _send_failed(job_id: str, number: int, exc: ProviderError) -> str:
     if exc.maybe_sent:
         found, unsettled = _lookup(job_id, reference)
     if found is not None:
-        _record_sent(job_id, exc.provider, number, found.fax_id, source="reconcile")
+        _record_sent([_Sent(job_id, exc.provider, number, found.fax_id)], source="reconcile")
         return f"answer lost, but the provider has it as fax {found.fax_id}"
     entry = classify_transport(exc.provider, exc.kind)
     retry_after = exc.retry_after if isinstance(exc, ProviderRateLimited) else None
@@ -252,11 +448,24 @@ def _republish_soon(job_id: str, next_number: int, step: Step, delay: float | No
             log.warning("job %s: could not publish the retry; the tick will", job_id)
 
 
+def _settle_earlier(job_id: str, number: int) -> str | None:
+    """Settle the job's unsettled attempt before sending again: what happened, or None
+    when the provider never had that send (then the job may go)."""
+    try:
+        with session_scope() as session:
+            job = session.get_one(Job, job_id)
+            attempt = _last_attempt(session, job)
+            if attempt is not None and attempt.unsettled and _settle(session, job, attempt):
+                return "settled an earlier send instead of sending again"
+    except ProviderError as exc:  # nothing is sent; the tick offers the job again later
+        return f"skipped: cannot settle attempt {number - 1} yet: {exc}"
+    return None
+
+
 def _settle(session: Session, job: Job, attempt: Attempt) -> bool:
     """Settle an unsettled attempt before a new send. True if the provider had it.
 
-    A provider that cannot answer raises ``ProviderError``: nothing is sent, and the tick
-    offers the job again later.
+    A provider that cannot answer raises ``ProviderError``.
     """
     found = get_adapter(job.provider).find_by_reference(attempt.reference)
     attempt.unsettled = False
@@ -264,8 +473,10 @@ def _settle(session: Session, job: Job, attempt: Attempt) -> bool:
         attempt.error = f"{attempt.error or 'no answer'} (the provider has no such send)"
         return False
     # The earlier send did reach the provider: follow that fax instead of sending again.
-    return transition(session, job, JobState.DISPATCHING) and _mark_in_progress(
-        session, job.id, job.provider, attempt.number, found.fax_id, source="reconcile"
+    sent = _Sent(job.id, job.provider, attempt.number, found.fax_id)
+    return (
+        transition(session, job, JobState.DISPATCHING)
+        and _mark_in_progress(session.connection(), [sent], source="reconcile")[0]
     )
 
 
@@ -279,7 +490,7 @@ def reconcile(job_id: str) -> str:
         provider, number = job.provider, job.attempt_count
     found = get_adapter(provider).find_by_reference(reference_for(job_id, number))
     if found is not None:
-        if _record_sent(job_id, provider, number, found.fax_id, source="reconcile"):
+        if _record_sent([_Sent(job_id, provider, number, found.fax_id)], source="reconcile")[0]:
             return f"found the send at the provider as fax {found.fax_id}"
         return "moved meanwhile"
     with session_scope() as session:

@@ -14,7 +14,6 @@ from celery import Task
 
 from dispatcher import scheduler, sending, tracking
 from dispatcher.errors import FaxError
-from dispatcher.messaging import publish_dispatch
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -35,14 +34,15 @@ class FaxTask(Task):  # type: ignore[misc]
 @app.task(name="fax.dispatch", base=FaxTask, bind=True)
 def dispatch(self: Task, job_id: str, attempt_number: int) -> str:
     """Make one attempt at sending a fax."""
-    return sending.dispatch(job_id, attempt_number, task_id=self.request.id)
+    return sending.dispatch([(job_id, attempt_number)], task_id=self.request.id)[job_id]
 
 
-@app.task(name="fax.dispatch_many", base=FaxTask)
-def dispatch_many(attempts: Sequence[Sequence[Any]]) -> int:
-    """Split a batch from the tick or a bulk submit into one fax.dispatch per job."""
-    publish_dispatch(((str(job_id), int(number)) for job_id, number in attempts), fan_out=False)
-    return len(attempts)
+@app.task(name="fax.dispatch_many", base=FaxTask, bind=True)
+def dispatch_many(self: Task, attempts: Sequence[Sequence[Any]]) -> dict[str, str]:
+    """Make a batch of attempts from the tick or a bulk submit (claimed together, sent
+    in parallel on the worker's send pool)."""
+    batch = [(str(job_id), int(number)) for job_id, number in attempts]
+    return sending.dispatch(batch, task_id=self.request.id)
 
 
 @app.task(name="fax.poll", base=FaxTask)

@@ -17,12 +17,15 @@ ever sees an ``httpx`` exception. Mapping (``kind`` is what the catalogue classi
 
 from __future__ import annotations
 
+import ssl
+import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import certifi
 import httpx
 from pydantic import SecretStr
 
@@ -45,11 +48,6 @@ __all__ = [
     "provider_message",
     "translate_transport_errors",
 ]
-
-#: Connections per provider per worker process. A worker thread waits on one call at a
-#: time, so this must be at least the worker's concurrency, or sends queue for a
-#: connection instead of running (the pool caps throughput at max_connections / latency).
-MAX_CONNECTIONS = 256
 
 #: Keys of a provider's error body, most specific first: FAX.PLUS ``error``/``description``,
 #: InterFAX ``code``/``message``/``moreInfo``, Optum ProblemDetails ``title``/``detail``.
@@ -137,10 +135,17 @@ def translate_transport_errors(provider: str, where: str = "request") -> Iterato
 
 
 class ProviderHttp:
-    """One pooled ``httpx.Client`` for one provider, and the error boundary around it.
+    """The pooled ``httpx`` clients of one provider, and the error boundary around them.
+
+    Each thread gets its own client: a thread waits on one call at a time, so its pool
+    holds one connection, and httpcore, which scans every connection of a pool on every
+    request (twice, and for each idle one again), never sees more. With one client shared
+    by fifty send threads that scan cost more than the call. The clients share one TLS
+    context (loading the CA bundle is the costly part of a client).
 
     Paths are joined to ``base_url`` here, and auth and headers go on every call, so an
-    injected ``client`` (or ``transport``), the test seam, brings only timeouts and a pool.
+    injected ``client`` (or ``transport``), the test seam, brings only timeouts and a pool;
+    an injected client serves every thread.
     """
 
     def __init__(
@@ -152,19 +157,34 @@ class ProviderHttp:
         headers: dict[str, str] | None = None,
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
-        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self._auth = auth
         self._headers = headers or {}
-        self.client = client or httpx.Client(
-            timeout=default_timeout(),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-        )
+        self._shared = client
+        self._transport = transport
+        self._tls: ssl.SSLContext | None = None
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> httpx.Client:
+        """The calling thread's client."""
+        if self._shared is not None:
+            return self._shared
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            with self._lock:
+                if self._tls is None:
+                    self._tls = ssl.create_default_context(cafile=certifi.where())
+                client = httpx.Client(
+                    timeout=default_timeout(), transport=self._transport, verify=self._tls
+                )
+                self._clients.append(client)
+            self._local.client = client
+        return client
 
     def request(
         self,
@@ -218,7 +238,13 @@ class ProviderHttp:
         raise error
 
     def close(self) -> None:
-        self.client.close()
+        if self._shared is not None:
+            self._shared.close()
+        with self._lock:
+            for client in self._clients:
+                client.close()
+            self._clients.clear()
+        self._local = threading.local()
 
 
 class BearerAuth(httpx.Auth):

@@ -158,7 +158,7 @@ def test_the_tick_dispatches_bulk_jobs_in_batches(
     reports = [tick().dispatched for _ in range(4)]
 
     assert reports == [40, 40, 20, 0]
-    # Each tick's batch goes out as fan-out messages of at most 50 jobs: 40, 40, 20.
+    # Each tick's batch goes out as batch messages of at most 50 jobs: 40, 40, 20.
     bodies = [json.loads(raw)["body"] for raw in broker_queue.lrange("dispatch", 0, -1)]
     pairs = [p for body in bodies for p in json.loads(base64.b64decode(body))[0][0]]
     assert len(bodies) == 3 and len({job_id for job_id, _ in pairs}) == 100

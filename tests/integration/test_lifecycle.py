@@ -131,18 +131,18 @@ def test_a_move_by_id_only_applies_to_the_claim_it_names(engine: Engine) -> None
         job = session.get_one(Job, job_id)
         assert transition(session, job, JobState.DISPATCHING, attempt_count=2)
     # When a late answer for attempt 1 arrives, then the answer for attempt 2
-    with session_scope(engine) as session:
+    with engine.begin() as connection:
         late = transition_row(
-            session,
+            connection,
             job_id,
             JobState.DISPATCHING,
             JobState.IN_PROGRESS,
             expect={"attempt_count": 1},
             provider_fax_id="old",
         )
-    with session_scope(engine) as session:
+    with engine.begin() as connection:
         current = transition_row(
-            session,
+            connection,
             job_id,
             JobState.DISPATCHING,
             JobState.IN_PROGRESS,
@@ -157,6 +157,6 @@ def test_a_move_by_id_only_applies_to_the_claim_it_names(engine: Engine) -> None
 
 def test_a_move_by_id_checks_the_transition_table(engine: Engine) -> None:
     job_id = make_job(engine, JobState.SUCCEEDED)
-    with session_scope(engine) as session, pytest.raises(IllegalTransition):
-        transition_row(session, job_id, JobState.SUCCEEDED, JobState.PENDING)
+    with engine.begin() as connection, pytest.raises(IllegalTransition):
+        transition_row(connection, job_id, JobState.SUCCEEDED, JobState.PENDING)
     assert load(engine, job_id).state == "succeeded"

@@ -50,7 +50,7 @@ def messages(client: redis.Redis, queue_name: str) -> list[dict]:
 
 
 def dispatched_pairs(published: list[dict]) -> list[tuple[str, int]]:
-    """Every (job id, attempt) the fan-out messages carry."""
+    """Every (job id, attempt) the batch messages carry."""
     return [
         (job_id, number)
         for m in published
@@ -66,7 +66,7 @@ def test_due_pending_jobs_are_published_once_with_their_next_attempt_number(
     first = tick()
     second = tick()
     assert (first.dispatched, second.dispatched) == (30, 0)
-    # Thirty jobs go out as one fan-out message of thirty (job id, attempt 1) pairs.
+    # Thirty jobs go out as one batch message of thirty (job id, attempt 1) pairs.
     published = messages(broker_queue, "dispatch")
     assert [m["headers"]["task"] for m in published] == ["fax.dispatch_many"]
     pairs = dispatched_pairs(published)
