@@ -132,8 +132,11 @@ def dispatch(attempts: Sequence[tuple[str, int]], *, task_id: str | None = None)
     while waiting or in_flight:
         if waiting and (room := pool.reserve(len(waiting), wait=not in_flight)):
             chunk, waiting = waiting[:room], waiting[room:]
-            claims = _claim(chunk, task_id, outcomes)
-            pool.release(room - len(claims))
+            claims: list[_Claim] = []
+            try:
+                claims = _claim(chunk, task_id, outcomes)
+            finally:  # a broker or database outage must not keep the slots reserved
+                pool.release(room - len(claims))
             in_flight.update((pool.submit(_send, claim), claim) for claim in claims)
         if in_flight:
             done = _next_wave(in_flight)
