@@ -69,7 +69,7 @@ def measure_end_to_end(
     with bench_stack("e2e", time_scale=TIME_SCALE, extra_env=extra) as stack:
         stack.start_sandbox()
         for _ in range(layout.processes):
-            stack.start_worker(layout.slots, layout.pool)
+            stack.start_worker(layout.tasks, layout.pool, sends=layout.sends)
         requests = _requests(count)
         start = time.monotonic()
         submit_many(requests, publish=False)

@@ -74,12 +74,14 @@ class BenchStack:
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     sandbox_url: str = ""
 
-    def _spawn(self, name: str, command: list[str], ready: str | None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, command: list[str], ready: str | None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = self.home / f"{name}.log"
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -112,16 +114,22 @@ class BenchStack:
         return self.sandbox_url
 
     def start_worker(
-        self, concurrency: int, pool: str = "threads", app: str = "workers.app", queues: str = ""
+        self,
+        concurrency: int,
+        pool: str = "threads",
+        app: str = "workers.app",
+        queues: str = "",
+        sends: int | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Our worker (``dispatcher.stack.worker_command``), or the same command line for
-        another app (the bare Celery baseline) or pool."""
+        """Our worker (``dispatcher.stack.worker_command``) with a send pool of ``sends``,
+        or the same command line for another app (the bare Celery baseline) or pool."""
         command = worker_command(concurrency, f"bench{len(self.children)}")
         command[command.index("threads")] = pool
         command[command.index("workers.app")] = app
         if queues:
             command[command.index("-Q") + 1] = queues
-        return self._spawn(f"worker-{len(self.children)}", command, " ready.")
+        env = {"FAX_SEND_CONCURRENCY": str(sends)} if sends else None
+        return self._spawn(f"worker-{len(self.children)}", command, " ready.", env)
 
     def stop_child(self, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         if process.poll() is None:

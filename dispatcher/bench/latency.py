@@ -1,12 +1,13 @@
 """Items 3 and 5: latency-bound throughput and worker memory, under 300 ms of sandbox
 latency on every request.
 
-One worker host runs ``concurrency`` slots; each InterFAX attempt is one POST, so the
-bound is concurrency / latency attempts per second. The host's slots are tried as one
-threads process, as one process per core and as two per core (and as one gevent process
-where gevent is installed); the fastest layout that lost nothing is ours, and the bare
-Celery baseline runs the same layout. Memory is the peak RSS of one worker process under
-that load, against a bare worker process of the same layout.
+One worker host makes ``concurrency`` sends at once; each InterFAX attempt is one POST,
+so the bound is concurrency / latency attempts per second. The host's sends are tried as
+one threads process, as one process per core and as two per core (and as one gevent
+process where gevent is installed); the fastest layout that lost nothing is ours, and
+the bare Celery baseline runs the same layout (its task slots are its sends). Memory is
+the peak RSS of one worker process under that load, against a bare worker process of the
+same layout.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ LATENCY_MS = 300.0
 
 
 def layouts(concurrency: int) -> list[Layout]:
-    """The ways to spread ``concurrency`` slots over this host's cores."""
+    """The ways to spread ``concurrency`` sends over this host's cores."""
     cores = os.cpu_count() or 1
     counts = sorted({1, cores, 2 * cores})
     tried = [Layout(concurrency // n, n) for n in counts if concurrency // n >= 1]

