@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -62,6 +63,10 @@ __all__ = ["dispatch", "reconcile", "reference_for"]
 
 log = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+#: Seconds a batch waits for a free send slot before it leaves its remaining jobs to the
+#: tick, well inside the task's time limit (``config.celery.TASK_TIME_LIMIT``).
+SLOT_PATIENCE = 60.0
 
 # The statements of every batch, built once: building one costs more than running it.
 _IDS = bindparam("ids", expanding=True)
@@ -129,8 +134,16 @@ def dispatch(attempts: Sequence[tuple[str, int]], *, task_id: str | None = None)
     waiting = list(dict.fromkeys((str(job_id), int(number)) for job_id, number in attempts))
     pool = send_pool()
     in_flight: dict[Future[_Sent | str], _Claim] = {}
+    give_up = time.monotonic() + SLOT_PATIENCE
     while waiting or in_flight:
-        if waiting and (room := pool.reserve(len(waiting), wait=not in_flight)):
+        patience = 0.0 if in_flight else give_up - time.monotonic()
+        room = pool.reserve(len(waiting), wait=patience) if waiting else 0
+        if waiting and not room and not in_flight:
+            # Busy with other batches for too long: the jobs stay pending, and the tick
+            # offers them again (their next_attempt_at is the redelivery guard).
+            outcomes.update((job_id, "skipped: no free send slot") for job_id, _ in waiting)
+            break
+        if room:
             chunk, waiting = waiting[:room], waiting[room:]
             claims: list[_Claim] = []
             try:

@@ -37,13 +37,13 @@ class SendPool:
     def free(self) -> int:
         return self._free
 
-    def reserve(self, wanted: int, *, wait: bool) -> int:
-        """Reserve up to ``wanted`` slots and say how many; with ``wait``, block until at
-        least one is free (a batch with no send of its own in flight has nothing else to
-        do)."""
+    def reserve(self, wanted: int, *, wait: float = 0.0) -> int:
+        """Reserve up to ``wanted`` slots and say how many; wait up to ``wait`` seconds
+        for at least one to be free (a batch with no send of its own in flight has
+        nothing else to do meanwhile)."""
         with self._changed:
-            if wait:
-                self._changed.wait_for(lambda: self._free > 0)
+            if wait > 0:
+                self._changed.wait_for(lambda: self._free > 0, timeout=wait)
             taken = min(wanted, self._free)
             self._free -= taken
             return taken
