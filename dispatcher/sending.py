@@ -27,7 +27,7 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -54,7 +54,7 @@ from dispatcher.policy import Step
 from dispatcher.providers.base import Document, ProviderStatus, SendRequest
 from dispatcher.providers.registry import get_adapter
 from dispatcher.runtime import document_store, policy
-from dispatcher.sendpool import send_pool
+from dispatcher.sendpool import SendPool, send_pool
 from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import Attempt, Job, JobDocument
 from dispatcher.store.models import Document as StoredDocument
@@ -152,24 +152,28 @@ def dispatch(attempts: Sequence[tuple[str, int]], *, task_id: str | None = None)
                 pool.release(room - len(claims))
             in_flight.update((pool.submit(_send, claim), claim) for claim in claims)
         if in_flight:
-            done = _next_wave(in_flight)
-            _settle_wave([(in_flight.pop(future), future) for future in done], outcomes)
+            _wait_for_wave(pool, in_flight, len(waiting))
+            done = [future for future in in_flight if future.done()]
+            _record_wave([(in_flight.pop(future), future) for future in done], outcomes)
     return outcomes
 
 
-def _next_wave(in_flight: dict[Future[_Sent | str], _Claim]) -> set[Future[_Sent | str]]:
-    """Wait until at least half the batch's sends in flight are done: their answers are
-    recorded, and the next jobs claimed, in batches rather than one fax at a time, and
-    no answer waits for the slowest send."""
-    done: set[Future[_Sent | str]] = set()
-    running = set(in_flight)
-    while 2 * len(done) < len(in_flight):
-        finished, running = wait(running, return_when=FIRST_COMPLETED)
-        done |= finished
-    return done
+def _wait_for_wave(pool: SendPool, in_flight: dict[Future[Any], _Claim], waiting: int) -> None:
+    """Wait until half the batch's sends in flight are done, or, while it has jobs left
+    to claim, until enough send slots are free to claim some. Answers are recorded and
+    jobs claimed in batches rather than one fax at a time, no answer waits for the
+    slowest send, and no slot stays idle for long while a batch has work for it."""
+    enough = min(waiting, max(1, pool.size // 10))
+
+    def ready() -> bool:
+        if enough and pool.free >= enough:
+            return True
+        return 2 * sum(future.done() for future in in_flight) >= len(in_flight)
+
+    pool.wait_until(ready)
 
 
-def _settle_wave(
+def _record_wave(
     finished: list[tuple[_Claim, Future[_Sent | str]]], outcomes: dict[str, str]
 ) -> None:
     """Record the sends of a wave that the providers accepted, in one transaction."""

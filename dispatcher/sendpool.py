@@ -64,7 +64,19 @@ class SendPool:
             finally:
                 self.release()
 
-        return self._threads.submit(run)
+        future = self._threads.submit(run)
+        future.add_done_callback(self._wake)
+        return future
+
+    def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Block until ``condition()`` holds; it is checked again whenever a slot frees
+        or a send finishes (so it may look at ``free`` and at its sends' futures)."""
+        with self._changed:
+            self._changed.wait_for(condition)
+
+    def _wake(self, _: Future[R]) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
 
 @cache
