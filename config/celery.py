@@ -11,6 +11,8 @@ Delivery settings, chosen on purpose:
   never ride on the broker: they live in the database as ``next_attempt_at``.
 * JSON only; messages carry job ids and provider names, never numbers, documents or
   credentials (Flower shows task arguments).
+* Redis brokers use ``workers.transport``: kombu's own transport, with one Redis client
+  per channel instead of a new one for every publish and ack.
 """
 
 from __future__ import annotations
