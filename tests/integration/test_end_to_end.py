@@ -20,7 +20,7 @@ from dispatcher.providers.registry import get_adapter
 from dispatcher.sending import reference_for
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job
-from dispatcher.submission import FaxRequest, submit
+from dispatcher.submission import FaxRequest, submit, submit_many
 from tests.fixtures.documents import make_pdf
 from tests.fixtures.stack import TIME_SCALE, Stack
 
@@ -233,3 +233,31 @@ def test_a_job_left_mid_send_is_reconciled_and_sent_once(
     assert state_in(stack, job_id, FINAL)["state"] == "succeeded"
     assert len(stack.sends(job_id)) == 1
     assert len(queries.attempts(job_id)) == (1 if reached_the_provider else 2)
+
+
+def test_a_batch_sends_together_and_holds_a_second_fax_for_a_busy_line(stack: Stack) -> None:
+    # Given three faxes found due together (as the tick finds them), two to one number
+    line, other = "+12025551001", "+12025551002"
+    pdf = make_pdf()
+    requests = [
+        FaxRequest(to=number, documents=[("a.pdf", pdf)], provider="interfax")
+        for number in (line, line, other)
+    ]
+    first, second, third = [s.job_id for s in submit_many(requests, publish=False)]
+
+    # When one batch dispatches them (with a duplicate of the first in it)
+    said = sending.dispatch([(first, 1), (second, 1), (third, 1), (first, 1)])
+
+    # Then the first and the third go out once each, and the second waits for the line
+    assert said[first].startswith("sent as interfax fax")
+    assert said[third].startswith("sent as interfax fax")
+    assert said[second] == f"deferred: {line} is on a call with another fax"
+    assert [len(stack.sends(job_id)) for job_id in (first, second, third)] == [1, 0, 1]
+    assert queries.get_job(second)["state"] == "pending"
+    # A late copy of the batch changes nothing
+    again = sending.dispatch([(first, 1), (third, 1)])
+    assert set(again.values()) == {"skipped: job is in_progress at attempt 1"}
+    # And once the line is free the second goes out too, and all three succeed, each once
+    for job_id in (first, second, third):
+        assert state_in(stack, job_id, FINAL)["state"] == "succeeded"
+    assert [len(stack.sends(job_id)) for job_id in (first, second, third)] == [1, 1, 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -266,3 +267,35 @@ def test_refused_client_credentials_are_an_auth_error() -> None:
 
     assert caught.value.kind == "http_401"
     assert "client-secret" not in str(caught.value)
+
+
+def test_each_thread_sends_on_its_own_client_and_close_closes_them_all() -> None:
+    # Given calls from the main thread and from two others
+    http = boundary(answer(200, json={}))
+    seen: list[httpx.Client] = []
+
+    def call() -> None:
+        http.request("GET", "/accounts/self")
+        seen.append(http.client)
+
+    call()
+    call()
+    for thread in [threading.Thread(target=call) for _ in range(2)]:
+        thread.start()
+        thread.join()
+    # Then one thread keeps its client, and each thread has its own (one connection each)
+    assert seen[0] is seen[1]
+    assert len({id(client) for client in seen}) == 3
+    http.close()
+    assert all(client.is_closed for client in seen)
+
+
+def test_an_injected_client_serves_every_thread() -> None:
+    client = httpx.Client(transport=httpx.MockTransport(answer(200, json={})))
+    http = ProviderHttp("interfax", "https://provider.test", client=client)
+    seen: list[httpx.Client] = []
+    thread = threading.Thread(target=lambda: seen.append(http.client))
+    thread.start()
+    thread.join()
+    assert seen == [client]
+    assert http.client is client
