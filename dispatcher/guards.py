@@ -126,7 +126,7 @@ class Send(NamedTuple):
     """A send about to be claimed: which job, to which number, through which provider."""
 
     job_id: str
-    number: str
+    to: str
     provider: str
     can_fail_over: bool
 
@@ -143,17 +143,18 @@ class Hold:
 
 def check_sends(sends: Sequence[Send]) -> list[Hold | None]:
     """For each send, None if it may go now (and then its job holds the destination
-    line), else the hold. One Redis round trip for the batch's breakers and lines."""
+    line), else the hold. The batch's breakers and lines take one Redis round trip; a
+    held send's breaker status and a rate-limited provider's bucket take their own."""
     config = routing()
     now = utcnow()
     holds: list[Hold | None] = [None] * len(sends)
     asked: list[int] = []
     for index, send in enumerate(sends):
-        opens = config.opens_at(send.number, now)
+        opens = config.opens_at(send.to, now)
         if opens is None:
             asked.append(index)
         else:
-            holds[index] = Hold(f"outside the sending window for {send.number}", until=opens)
+            holds[index] = Hold(f"outside the sending window for {send.to}", until=opens)
     if not asked:
         return holds
     lines = _lines()
@@ -163,7 +164,7 @@ def check_sends(sends: Sequence[Send]) -> list[Hold | None]:
     for index in asked:
         send = sends[index]
         circuit = circuits[send.provider]
-        keys += [circuit.key, *lines.take_keys(send.number)]
+        keys += [circuit.key, *lines.take_keys(send.to)]
         args += [*circuit.allow_args(), *lines.take_args(send.job_id)]
     answers = _script(redis_client(), _BREAKER_THEN_LINE)(keys=keys, args=args)
     for position, index in enumerate(asked):
@@ -185,15 +186,16 @@ def _hold_for(
         reason = f"{send.provider} circuit is open after {status.failures} failures"
         return Hold(reason, wait=status.retry_in, failover=send.can_fail_over)
     if line.blocked:
-        return Hold(f"{send.number} was busy moments ago; waiting for the line", wait=line.blocked)
+        return Hold(f"{send.to} was busy moments ago; waiting for the line", wait=line.blocked)
     if not line:
         line_wait = get_settings().scaled(routing().line_wait)
-        return Hold(f"{send.number} is on a call with another fax", wait=line_wait)
+        return Hold(f"{send.to} is on a call with another fax", wait=line_wait)
     limits = routing().limits.get(send.provider)
     bucket = _bucket(send.provider, "send", limits.sends_per_second if limits else None)
     wait = bucket.acquire() if bucket else 0.0
     if wait > 0:
-        lines.release(send.number, send.job_id)
+        if not line.renewed:  # a renewed lease may be another delivery's, about to dial
+            lines.release(send.to, send.job_id)
         return Hold(f"{send.provider} send rate limit", wait=wait)
     return None
 

@@ -28,7 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
@@ -65,8 +65,12 @@ log = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 #: Seconds a batch waits for a free send slot before it leaves its remaining jobs to the
-#: tick, well inside the task's time limit (``config.celery.TASK_TIME_LIMIT``).
+#: tick (the threads pool enforces no task time limit: this bound is the batch's own).
 SLOT_PATIENCE = 60.0
+
+#: Longest a finished send waits for the rest of its wave before it is recorded: an
+#: unrecorded send stays ``dispatching``, where the reconcile would look for it.
+WAVE_WAIT = 1.0
 
 # The statements of every batch, built once: building one costs more than running it.
 _IDS = bindparam("ids", expanding=True)
@@ -134,6 +138,7 @@ def dispatch(attempts: Sequence[tuple[str, int]], *, task_id: str | None = None)
     waiting = list(dict.fromkeys((str(job_id), int(number)) for job_id, number in attempts))
     pool = send_pool()
     in_flight: dict[Future[_Sent | str], _Claim] = {}
+    failure: Exception | None = None
     give_up = time.monotonic() + SLOT_PATIENCE
     while waiting or in_flight:
         patience = 0.0 if in_flight else give_up - time.monotonic()
@@ -148,21 +153,26 @@ def dispatch(attempts: Sequence[tuple[str, int]], *, task_id: str | None = None)
             claims: list[_Claim] = []
             try:
                 claims = _claim(chunk, task_id, outcomes)
-            finally:  # a broker or database outage must not keep the slots reserved
+            except Exception as exc:  # a broker or database outage: claim nothing more,
+                failure, waiting = exc, []  # but record the sends already made
+            finally:  # and never keep the slots reserved
                 pool.release(room - len(claims))
             in_flight.update((pool.submit(_send, claim), claim) for claim in claims)
         if in_flight:
             _wait_for_wave(pool, in_flight, len(waiting))
             done = [future for future in in_flight if future.done()]
             _record_wave([(in_flight.pop(future), future) for future in done], outcomes)
+    if failure is not None:
+        raise failure
     return outcomes
 
 
 def _wait_for_wave(pool: SendPool, in_flight: dict[Future[Any], _Claim], waiting: int) -> None:
     """Wait until half the batch's sends in flight are done, or, while it has jobs left
-    to claim, until enough send slots are free to claim some. Answers are recorded and
-    jobs claimed in batches rather than one fax at a time, no answer waits for the
-    slowest send, and no slot stays idle for long while a batch has work for it."""
+    to claim, until enough send slots are free to claim some, but never more than
+    ``WAVE_WAIT``: answers are recorded and jobs claimed in batches rather than one fax
+    at a time, a finished send is recorded soon whatever the others do, and no slot
+    stays idle for long while a batch has work for it."""
     enough = min(waiting, max(1, pool.size // 10))
 
     def ready() -> bool:
@@ -170,7 +180,7 @@ def _wait_for_wave(pool: SendPool, in_flight: dict[Future[Any], _Claim], waiting
             return True
         return 2 * sum(future.done() for future in in_flight) >= len(in_flight)
 
-    pool.wait_until(ready)
+    pool.wait_until(ready, timeout=WAVE_WAIT)
 
 
 def _record_wave(
@@ -240,46 +250,39 @@ def _claim(
 def _claim_rows(
     rows: list[Row[Any]], task_id: str | None, outcomes: dict[str, str]
 ) -> list[_Claim]:
-    """Move the jobs to dispatching and write their attempt rows, in one transaction."""
+    """Move the jobs to dispatching and write their attempt rows, in one transaction.
+    Their lines are taken: each job whose claim fails gives its line back."""
     claimed: list[Row[Any]] = []
+    lost: list[Row[Any]] = []
     # In id order, so two workers claiming overlapping batches never deadlock.
     rows = sorted(rows, key=lambda row: row.id)
-    with get_engine().begin() as connection:
-        for row in rows:
-            if transition_row(
-                connection,
-                row.id,
-                JobState.PENDING,
-                JobState.DISPATCHING,
-                expect={"version": row.version},
-                attempt_count=row.attempt_count + 1,
-            ):
-                claimed.append(row)
-            else:
-                # The line lease belongs to the job, and the winner of the claim (the same
-                # job) is about to use it: releasing it here would let another fax dial in.
-                outcomes[row.id] = "skipped: claimed by another worker"
-        if not claimed:
-            return []
-        started = utcnow()
-        connection.execute(
-            _INSERT_ATTEMPT,
-            [
-                {
-                    "job_id": row.id,
-                    "number": row.attempt_count + 1,
-                    "provider": row.provider,
-                    "reference": reference_for(row.id, row.attempt_count + 1),
-                    "task_id": task_id,
-                    "worker": WORKER,
-                    "started_at": started,
-                }
-                for row in claimed
-            ],
-        )
-        stored = connection.execute(_DOCUMENTS, {"ids": [row.id for row in claimed]}).all()
+    try:
+        # Read first: a document that cannot be read claims nothing (and burns no attempt).
+        documents = _documents(rows)
+        with get_engine().begin() as connection:
+            for row in rows:
+                if transition_row(
+                    connection,
+                    row.id,
+                    JobState.PENDING,
+                    JobState.DISPATCHING,
+                    expect={"version": row.version},
+                    attempt_count=row.attempt_count + 1,
+                ):
+                    claimed.append(row)
+                else:
+                    lost.append(row)
+                    outcomes[row.id] = "skipped: moved meanwhile"
+            if claimed:
+                started = utcnow()
+                connection.execute(
+                    _INSERT_ATTEMPT, [_attempt_row(row, task_id, started) for row in claimed]
+                )
+    except Exception:
+        _release_lines(rows)  # nothing was claimed
+        raise
     # Committed: the attempts exist before any provider hears of them.
-    documents = _documents(claimed, stored)
+    _release_lines(lost, unless_claimed=True)
     return [
         _Claim(
             row.id,
@@ -297,10 +300,42 @@ def _claim_rows(
     ]
 
 
-def _documents(rows: list[Row[Any]], stored: Sequence[Row[Any]]) -> dict[str, list[Document]]:
+def _attempt_row(row: Row[Any], task_id: str | None, started: datetime) -> dict[str, Any]:
+    number = row.attempt_count + 1
+    return {
+        "job_id": row.id,
+        "number": number,
+        "provider": row.provider,
+        "reference": reference_for(row.id, number),
+        "task_id": task_id,
+        "worker": WORKER,
+        "started_at": started,
+    }
+
+
+def _release_lines(rows: list[Row[Any]], *, unless_claimed: bool = False) -> None:
+    """Give back the lines these jobs took for claims that did not happen. With
+    ``unless_claimed``, a job that another delivery claimed keeps its line: that worker
+    is dialling on it, or the fax is on the call."""
+    if rows and unless_claimed:
+        with get_engine().connect() as connection:
+            ids = {"ids": [row.id for row in rows]}
+            dialling = {
+                current.id
+                for current in connection.execute(_CANDIDATES, ids)
+                if current.state in (JobState.DISPATCHING, JobState.IN_PROGRESS)
+            }
+        rows = [row for row in rows if row.id not in dialling]
+    for row in rows:
+        guards.release_line(row.to_number, row.id)
+
+
+def _documents(rows: list[Row[Any]]) -> dict[str, list[Document]]:
     """Each job's documents; after a partial send, only the pages not yet delivered."""
     store = document_store()
     documents: dict[str, list[Document]] = defaultdict(list)
+    with get_engine().connect() as connection:
+        stored = connection.execute(_DOCUMENTS, {"ids": [row.id for row in rows]}).all()
     for job_id, name, mime_type, sha in stored:
         documents[job_id].append(Document(name, mime_type, store.get(sha)))
     for row in rows:
@@ -349,6 +384,7 @@ def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
     values: dict[str, object] = {}
     if hold.failover:
         values["provider"] = next_on_route(job)
+        values["resend_from_page"] = 0  # the next provider has none of the pages
         reason, delay = f"{hold.reason}: failing over to {values['provider']}", 0.0
     else:
         until = hold.until
@@ -364,7 +400,7 @@ def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
     record_event(session, job, source="dispatch", state_from=state_from, detail=reason)
     if short:
         session.commit()
-        publish_dispatch([(job.id, number)], countdown=delay or None)
+        _republish_soon(job.id, number, delay)
     return f"deferred: {reason}"
 
 
@@ -444,7 +480,7 @@ def _send_failed(job_id: str, number: int, exc: ProviderError) -> str:
         decision = decide_for(job, entry, retry_after)
         apply_decision(session, job, attempt, entry, decision, source="dispatch", error=exc.message)
         step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
-    _republish_soon(job_id, next_number, step, delay)
+    _retry_soon(job_id, next_number, step, delay)
     return f"send failed ({exc.kind}): {decision.reason}"
 
 
@@ -459,13 +495,17 @@ def _lookup(job_id: str, reference: str) -> tuple[ProviderStatus | None, bool]:
         return None, True
 
 
-def _republish_soon(job_id: str, next_number: int, step: Step, delay: float | None) -> None:
+def _retry_soon(job_id: str, next_number: int, step: Step, delay: float | None) -> None:
     """Short waits ride on a countdown; longer ones wait in the database for the tick."""
     if step is Step.RETRY and delay is not None and delay <= MAX_COUNTDOWN:
-        try:
-            publish_dispatch([(job_id, next_number)], countdown=delay)
-        except Exception:  # the tick publishes it anyway once next_attempt_at is due
-            log.warning("job %s: could not publish the retry; the tick will", job_id)
+        _republish_soon(job_id, next_number, delay)
+
+
+def _republish_soon(job_id: str, number: int, delay: float) -> None:
+    try:
+        publish_dispatch([(job_id, number)], countdown=delay or None)
+    except Exception:  # the tick publishes it anyway once next_attempt_at is due
+        log.warning("job %s: could not publish attempt %s; the tick will", job_id, number)
 
 
 def _settle_earlier(job_id: str, number: int) -> str | None:
@@ -532,5 +572,5 @@ def reconcile(job_id: str) -> str:
             error="the worker stopped before the provider accepted the fax",
         )
         step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
-    _republish_soon(job_id, next_number, step, delay)
+    _retry_soon(job_id, next_number, step, delay)
     return f"not at the provider: {decision.reason}"

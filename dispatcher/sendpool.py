@@ -68,11 +68,12 @@ class SendPool:
         future.add_done_callback(self._wake)
         return future
 
-    def wait_until(self, condition: Callable[[], bool]) -> None:
-        """Block until ``condition()`` holds; it is checked again whenever a slot frees
-        or a send finishes (so it may look at ``free`` and at its sends' futures)."""
+    def wait_until(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Block until ``condition()`` holds or ``timeout`` passes; it is checked again
+        whenever a slot frees or a send finishes (so it may look at ``free`` and at its
+        sends' futures). Returns the last answer."""
         with self._changed:
-            self._changed.wait_for(condition)
+            return self._changed.wait_for(condition, timeout)
 
     def _wake(self, _: Future[R]) -> None:
         with self._changed:
