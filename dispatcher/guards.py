@@ -194,8 +194,8 @@ def _hold_for(
     bucket = _bucket(send.provider, "send", limits.sends_per_second if limits else None)
     wait = bucket.acquire() if bucket else 0.0
     if wait > 0:
-        if not line.renewed:  # a renewed lease may be another delivery's, about to dial
-            lines.release(send.to, send.job_id)
+        # The line stays the job's until it comes back (its own lease is renewed then):
+        # another delivery of the same job may hold the same lease and be about to dial.
         return Hold(f"{send.provider} send rate limit", wait=wait)
     return None
 

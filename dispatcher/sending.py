@@ -251,38 +251,34 @@ def _claim_rows(
     rows: list[Row[Any]], task_id: str | None, outcomes: dict[str, str]
 ) -> list[_Claim]:
     """Move the jobs to dispatching and write their attempt rows, in one transaction.
-    Their lines are taken: each job whose claim fails gives its line back."""
+
+    A job whose claim fails keeps the line it took: a line lease belongs to the job, and
+    another delivery of the same job may hold it and be about to dial. Releasing it here
+    would let another fax dial in; it expires by itself, or the job renews it."""
     claimed: list[Row[Any]] = []
-    lost: list[Row[Any]] = []
     # In id order, so two workers claiming overlapping batches never deadlock.
     rows = sorted(rows, key=lambda row: row.id)
-    try:
-        # Read first: a document that cannot be read claims nothing (and burns no attempt).
-        documents = _documents(rows)
-        with get_engine().begin() as connection:
-            for row in rows:
-                if transition_row(
-                    connection,
-                    row.id,
-                    JobState.PENDING,
-                    JobState.DISPATCHING,
-                    expect={"version": row.version},
-                    attempt_count=row.attempt_count + 1,
-                ):
-                    claimed.append(row)
-                else:
-                    lost.append(row)
-                    outcomes[row.id] = "skipped: moved meanwhile"
-            if claimed:
-                started = utcnow()
-                connection.execute(
-                    _INSERT_ATTEMPT, [_attempt_row(row, task_id, started) for row in claimed]
-                )
-    except Exception:
-        _release_lines(rows)  # nothing was claimed
-        raise
+    # Read first: a document that cannot be read claims nothing (and burns no attempt).
+    documents = _documents(rows)
+    with get_engine().begin() as connection:
+        for row in rows:
+            if transition_row(
+                connection,
+                row.id,
+                JobState.PENDING,
+                JobState.DISPATCHING,
+                expect={"version": row.version},
+                attempt_count=row.attempt_count + 1,
+            ):
+                claimed.append(row)
+            else:
+                outcomes[row.id] = "skipped: moved meanwhile"
+        if claimed:
+            started = utcnow()
+            connection.execute(
+                _INSERT_ATTEMPT, [_attempt_row(row, task_id, started) for row in claimed]
+            )
     # Committed: the attempts exist before any provider hears of them.
-    _release_lines(lost, unless_claimed=True)
     return [
         _Claim(
             row.id,
@@ -311,23 +307,6 @@ def _attempt_row(row: Row[Any], task_id: str | None, started: datetime) -> dict[
         "worker": WORKER,
         "started_at": started,
     }
-
-
-def _release_lines(rows: list[Row[Any]], *, unless_claimed: bool = False) -> None:
-    """Give back the lines these jobs took for claims that did not happen. With
-    ``unless_claimed``, a job that another delivery claimed keeps its line: that worker
-    is dialling on it, or the fax is on the call."""
-    if rows and unless_claimed:
-        with get_engine().connect() as connection:
-            ids = {"ids": [row.id for row in rows]}
-            dialling = {
-                current.id
-                for current in connection.execute(_CANDIDATES, ids)
-                if current.state in (JobState.DISPATCHING, JobState.IN_PROGRESS)
-            }
-        rows = [row for row in rows if row.id not in dialling]
-    for row in rows:
-        guards.release_line(row.to_number, row.id)
 
 
 def _documents(rows: list[Row[Any]]) -> dict[str, list[Document]]:

@@ -14,16 +14,16 @@ import redis
 
 __all__ = ["TAKES_LUA", "Line", "LineLeases"]
 
-#: Lua: take the line for a job. 1 when taken, 2 when it was already the job's (its TTL
-#: is renewed), 0 when another job holds it, minus the milliseconds left while the number
-#: is blocked. A function, so a combined check (``guards``) can call it too.
+#: Lua: take the line for a job. 1 when taken (or already the job's: its TTL is renewed),
+#: 0 when another job holds it, minus the milliseconds left while the number is blocked.
+#: A function, so a combined check (``guards``) can call it too.
 TAKES_LUA = """
 local function take_line(lease, blocked, job, ttl)
   local left = redis.call('PTTL', blocked)
   if left > 0 then return -left end
   if redis.call('GET', lease) == job then
     redis.call('PEXPIRE', lease, ttl)
-    return 2
+    return 1
   end
   if redis.call('SET', lease, job, 'NX', 'PX', ttl) then return 1 end
   return 0
@@ -54,13 +54,11 @@ end
 
 
 class Line(NamedTuple):
-    """What ``acquire`` found: true when the line is the job's (``renewed`` when it
-    already was: another delivery of the same job holds it); else it is held by another
-    job, or blocked for ``blocked`` more seconds after a busy signal."""
+    """What ``acquire`` found: true when the line is the job's; else it is held by
+    another job, or blocked for ``blocked`` more seconds after a busy signal."""
 
     taken: bool
     blocked: float = 0.0
-    renewed: bool = False
 
     def __bool__(self) -> bool:
         return self.taken
@@ -68,7 +66,7 @@ class Line(NamedTuple):
     @classmethod
     def from_answer(cls, answer: int) -> Line:
         """Read what ``TAKES_LUA`` returned."""
-        return cls(answer > 0, -answer / 1000 if answer < 0 else 0.0, answer == 2)
+        return cls(answer == 1, -answer / 1000 if answer < 0 else 0.0)
 
 
 def _ms(seconds: float) -> int:

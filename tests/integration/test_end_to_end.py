@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from dispatcher import guards, operations, queries, sending
+from dispatcher import operations, queries, sending
 from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState, transition
 from dispatcher.providers.base import Document, SendRequest
 from dispatcher.providers.registry import get_adapter
 from dispatcher.sending import reference_for
-from dispatcher.store.db import get_engine, session_scope
+from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job
 from dispatcher.submission import FaxRequest, submit, submit_many
 from tests.fixtures.documents import make_pdf
@@ -261,30 +261,3 @@ def test_a_batch_sends_together_and_holds_a_second_fax_for_a_busy_line(stack: St
     for job_id in (first, second, third):
         assert state_in(stack, job_id, FINAL)["state"] == "succeeded"
     assert [len(stack.sends(job_id)) for job_id in (first, second, third)] == [1, 1, 1]
-
-
-def test_a_lost_claim_gives_its_line_back_unless_the_job_is_on_the_call(stack: Stack) -> None:
-    # Given two jobs read for a batch, whose lines the batch took
-    numbers = ["+12025551011", "+12025551012"]
-    requests = [
-        FaxRequest(to=number, documents=[("a.pdf", make_pdf())], provider="interfax")
-        for number in numbers
-    ]
-    cancelled, on_call = [s.job_id for s in submit_many(requests, publish=False)]
-    with get_engine().connect() as connection:
-        rows = connection.execute(sending._CANDIDATES, {"ids": [cancelled, on_call]}).all()
-    sends = [guards.Send(row.id, row.to_number, row.provider, False) for row in rows]
-    assert guards.check_sends(sends) == [None, None]
-    # and which moved before the claim: one cancelled, the other sent by another delivery
-    operations.cancel(cancelled, "no longer needed")
-    assert sending.dispatch([(on_call, 1)])[on_call].startswith("sent as")
-
-    # When the batch's claim finds them moved
-    outcomes: dict[str, str] = {}
-    assert sending._claim_rows(list(rows), None, outcomes) == []
-
-    # Then the cancelled job's line is free, and the job on its call keeps its own
-    assert set(outcomes.values()) == {"skipped: moved meanwhile"}
-    lines = guards._lines()
-    assert (lines.holder(numbers[0]), lines.holder(numbers[1])) == (None, on_call)
-    assert len(stack.sends(cancelled)) == 0
