@@ -130,25 +130,20 @@ def test_a_move_by_id_only_applies_to_the_claim_it_names(engine: Engine) -> None
     with session_scope(engine) as session:
         job = session.get_one(Job, job_id)
         assert transition(session, job, JobState.DISPATCHING, attempt_count=2)
+
     # When a late answer for attempt 1 arrives, then the answer for attempt 2
-    with engine.begin() as connection:
-        late = transition_row(
-            connection,
-            job_id,
-            JobState.DISPATCHING,
-            JobState.IN_PROGRESS,
-            expect={"attempt_count": 1},
-            provider_fax_id="old",
-        )
-    with engine.begin() as connection:
-        current = transition_row(
-            connection,
-            job_id,
-            JobState.DISPATCHING,
-            JobState.IN_PROGRESS,
-            expect={"attempt_count": 2},
-            provider_fax_id="new",
-        )
+    def answer(attempt: int, fax_id: str) -> bool:
+        with engine.begin() as connection:
+            return transition_row(
+                connection,
+                job_id,
+                JobState.DISPATCHING,
+                JobState.IN_PROGRESS,
+                expect={"attempt_count": attempt},
+                provider_fax_id=fax_id,
+            )
+
+    late, current = answer(1, "old"), answer(2, "new")
     # Then only the second moves the job, and it bumps the version like any move
     assert (late, current) == (False, True)
     stored = load(engine, job_id)
