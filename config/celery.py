@@ -75,4 +75,8 @@ class CeleryConfig:
 
     @property
     def beat_schedule(self) -> dict[str, Any]:
-        return {"fax.tick": {"task": "fax.tick", "schedule": get_settings().tick_interval}}
+        settings = get_settings()
+        return {
+            "fax.tick": {"task": "fax.tick", "schedule": settings.tick_interval},
+            "fax.watchdog": {"task": "fax.watchdog", "schedule": settings.watchdog_interval},
+        }

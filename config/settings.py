@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "FaxPlusSettings",
     "InterFaxSettings",
+    "MaxAgeSettings",
     "OptumSettings",
     "Settings",
     "get_settings",
@@ -53,6 +54,15 @@ class OptumSettings(BaseModel):
     webhook_secret: SecretStr | None = None
 
 
+class MaxAgeSettings(BaseModel):
+    """How long a job may stay in a state that waits on something else (real seconds),
+    before it is moved where an operator sees it: no job waits forever."""
+
+    dispatching: float = Field(default=3600.0, gt=0)
+    in_progress: float = Field(default=2 * 86400.0, gt=0)
+    held: float = Field(default=7 * 86400.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything the dispatcher reads from its environment."""
 
@@ -85,7 +95,28 @@ class Settings(BaseSettings):
     )
     tick_interval: float = Field(default=5.0, gt=0, description="Seconds between beat ticks.")
     dispatch_lease: float = Field(
-        default=300.0, gt=0, description="Seconds a job may sit in dispatching before reconcile."
+        default=300.0,
+        gt=0,
+        description="Seconds a job may sit in dispatching, with no sign of life from the "
+        "worker sending it, before it is reconciled.",
+    )
+    settle_delay: float = Field(
+        default=120.0,
+        ge=0,
+        description="Real seconds after a send's answer was lost during which the provider may "
+        "still be accepting it: nothing is sent again before a lookup after this delay.",
+    )
+    provider_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a provider call may take to write or answer."
+    )
+    webhook_max_age: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds after which a signed provider event is refused as a replay.",
+    )
+    max_age: MaxAgeSettings = MaxAgeSettings()
+    watchdog_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between the watchdog's looks for stalled jobs."
     )
     send_concurrency: int = Field(
         default=50,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pypdf import PdfReader
-from pypdf.errors import PdfReadError
+from pypdf.errors import PyPdfError
 
 from dispatcher.errors import ValidationError
 
@@ -72,7 +72,9 @@ def _pdf_pages(content: bytes, field: str) -> int:
         pages = len(reader.pages)
     except ValidationError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except (PyPdfError, RecursionError, ValueError, KeyError, TypeError, OSError) as exc:
+        # PyPdfError covers pypdf's own limits (a page tree too deep, too many objects):
+        # a crafted file is bad input like any other unreadable one.
         raise ValidationError(field, f"the PDF cannot be read ({exc.__class__.__name__})") from exc
     if pages == 0:
         raise ValidationError(field, "the PDF has no pages")

@@ -50,14 +50,16 @@ ACTIVE_STATES = frozenset(JobState) - FINAL_STATES
 
 S = JobState
 #: from-state -> the states it may move to. A self-edge records progress without a move.
+#: A waiting job may go to ``in_progress`` without a send of its own: the provider turned
+#: out to have an earlier send whose answer was lost, and the job follows that fax.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    S.PENDING: frozenset({S.PENDING, S.DISPATCHING, S.HELD, S.CANCELLED, S.FAILED}),
+    S.PENDING: frozenset({S.PENDING, S.DISPATCHING, S.IN_PROGRESS, S.HELD, S.CANCELLED, S.FAILED}),
     S.DISPATCHING: frozenset({S.IN_PROGRESS, S.PENDING, S.HELD, S.FAILED, S.SUCCEEDED}),
     S.IN_PROGRESS: frozenset(
         {S.IN_PROGRESS, S.PENDING, S.HELD, S.SUCCEEDED, S.FAILED, S.CANCELLED}
     ),
-    S.HELD: frozenset({S.PENDING, S.CANCELLED}),
-    S.FAILED: frozenset({S.PENDING}),
+    S.HELD: frozenset({S.PENDING, S.IN_PROGRESS, S.CANCELLED, S.FAILED}),
+    S.FAILED: frozenset({S.PENDING, S.IN_PROGRESS}),
     S.SUCCEEDED: frozenset(),
     S.CANCELLED: frozenset(),
 }
@@ -70,11 +72,15 @@ def check(job_id: str, current: JobState | str, target: JobState | str) -> None:
         raise IllegalTransition(job_id, current.value, target.value)
 
 
-def _stamped(target: JobState, values: dict[str, Any], *, clear_finished: bool) -> dict[str, Any]:
+def _stamped(
+    current: str, target: JobState, values: dict[str, Any], *, clear_finished: bool
+) -> dict[str, Any]:
     """``values`` plus the columns every move sets."""
     now = utcnow()
     values["state"] = target.value
     values.setdefault("updated_at", now)
+    if current != target:
+        values.setdefault("state_changed_at", now)
     if target.is_final:
         values.setdefault("finished_at", now)
     elif clear_finished:
@@ -117,7 +123,7 @@ def transition(
     what ``job`` holds. On success the in-memory ``job`` is updated to match the row.
     """
     check(job.id, job.state, target)
-    values = _stamped(target, values, clear_finished=job.finished_at is not None)
+    values = _stamped(job.state, target, values, clear_finished=job.finished_at is not None)
     expect = {"state": job.state, "version": job.version}
     if not _move(session.connection(), job.id, expect, values):
         return False
@@ -145,5 +151,5 @@ def transition_row(
     connection (a session's is ``session.connection()``).
     """
     check(job_id, current, target)
-    values = _stamped(target, values, clear_finished=True)
+    values = _stamped(current, target, values, clear_finished=True)
     return _move(connection, job_id, {"state": current.value, **(expect or {})}, values)

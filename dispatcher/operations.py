@@ -6,11 +6,12 @@ from sqlalchemy.orm import Session
 
 from dispatcher import guards
 from dispatcher.clock import utcnow
-from dispatcher.errors import IllegalTransition, JobNotFound, ProviderRejected
+from dispatcher.errors import IllegalTransition, JobNotFound, ProviderError, ProviderRejected
 from dispatcher.lifecycle import JobState, check, transition
 from dispatcher.messaging import publish_dispatch
 from dispatcher.outcomes import record_event
 from dispatcher.providers.registry import get_adapter
+from dispatcher.sending import follow_lost_send
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Job
 
@@ -44,12 +45,25 @@ def _load(session: Session, job_id: str) -> Job:
 
 def cancel(job_id: str, why: str = "cancelled by an operator") -> Job:
     """Stop a job. A fax in progress is cancelled at the provider first; one the provider
-    has already finished cannot be cancelled (the next poll records how it ended)."""
+    has already finished cannot be cancelled (the next poll records how it ended). A job
+    waiting after a send whose answer was lost asks the provider for that send first: if
+    it went out, it is the fax to cancel."""
+    with session_scope() as session:
+        state = _load(session, job_id).state
+    if state == JobState.DISPATCHING:
+        raise IllegalTransition(job_id, "dispatching (being sent right now)", "cancelled")
+    if state == JobState.PENDING:
+        try:
+            follow_lost_send(job_id)
+        except ProviderError as exc:
+            raise IllegalTransition(
+                job_id,
+                f"pending after a lost answer that {exc.provider} cannot settle now",
+                "cancelled",
+            ) from exc
     with session_scope() as session:
         job = _load(session, job_id)
         provider, fax_id, state = job.provider, job.provider_fax_id, job.state
-    if state == JobState.DISPATCHING:
-        raise IllegalTransition(job_id, "dispatching (being sent right now)", "cancelled")
     if state == JobState.IN_PROGRESS and fax_id:
         try:
             get_adapter(provider).cancel(fax_id)

@@ -92,7 +92,6 @@ def event_row(
     entry: StatusEntry | None = None,
     attempt_number: int | None = None,
     payload: dict[str, Any] | None = None,
-    dedupe_key: str | None = None,
 ) -> dict[str, Any]:
     """The ``status_events`` row for what just happened to ``job`` (now in ``job.state``)."""
     return {
@@ -106,7 +105,6 @@ def event_row(
         "state_to": job.state,
         "detail": detail,
         "payload": payload,
-        "dedupe_key": dedupe_key,
         "observed_at": utcnow(),
     }
 
@@ -132,7 +130,6 @@ def apply_decision(
     source: str,
     status: ProviderStatus | None = None,
     error: str | None = None,
-    dedupe_key: str | None = None,
 ) -> bool:
     """Move the job as ``decision`` says and record why. False if the job moved meanwhile."""
     now = utcnow()
@@ -185,7 +182,6 @@ def apply_decision(
             entry=entry,
             attempt_number=attempt.number if attempt else None,
             payload=dict(status.raw) if status is not None else None,
-            dedupe_key=dedupe_key,
         )
     return True
 

@@ -10,12 +10,12 @@ doubling it; on SQLite a duplicate publish is harmless because every task is con
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
@@ -65,20 +65,34 @@ def _full_poll_batches(rows: list[Any], limit: int, size: int) -> list[Any]:
 
 def _claim_due(
     session: Session,
-    query: Select[Any],
+    columns: Sequence[Any],
+    due: Sequence[ColumnElement[bool]],
+    order: Any,
+    limit: int,
     column: Any,
     guard: datetime,
     keep: Callable[[list[Any]], list[Any]] = lambda rows: rows,
 ) -> list[Any]:
-    rows = keep(session.execute(_locked(session, query)).all())
-    if rows:
+    """Select due rows and push their ``column`` out to ``guard``. The UPDATE repeats
+    the due condition: on SQLite, where the SELECT locks nothing, a row a worker moved in
+    between (a new backoff) keeps what the worker wrote, and is not published."""
+    rows = keep(
         session.execute(
+            _locked(session, select(*columns).where(*due).order_by(order).limit(limit))
+        ).all()
+    )
+    if not rows:
+        return []
+    claimed = set(
+        session.scalars(
             update(Job)
-            .where(Job.id.in_([row.id for row in rows]))
+            .where(Job.id.in_([row.id for row in rows]), *due)
             .values({column: guard})
+            .returning(Job.id)
             .execution_options(synchronize_session=False)
         )
-    return rows
+    )
+    return [row for row in rows if row.id in claimed]
 
 
 def tick(now: datetime | None = None) -> TickReport:
@@ -96,31 +110,32 @@ def tick(now: datetime | None = None) -> TickReport:
     with session_scope() as session:
         pending = _claim_due(
             session,
-            select(Job.id, Job.attempt_count)
-            .where(
+            (Job.id, Job.attempt_count),
+            (
                 Job.state == JobState.PENDING,
                 or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
-            )
-            .order_by(Job.next_attempt_at)
-            .limit(send_room),
+            ),
+            Job.next_attempt_at,
+            send_room,
             Job.next_attempt_at,
             guard,
         )
         polls = _claim_due(
             session,
-            select(Job.id, Job.provider)
-            .where(Job.state == JobState.IN_PROGRESS, Job.next_poll_at <= now)
-            .order_by(Job.next_poll_at)
-            .limit(poll_room),
+            (Job.id, Job.provider),
+            (Job.state == JobState.IN_PROGRESS, Job.next_poll_at <= now),
+            Job.next_poll_at,
+            poll_room,
             Job.next_poll_at,
             guard,
             lambda rows: _full_poll_batches(rows, batch, settings.poll_batch_size),
         )
         stuck = _claim_due(
             session,
-            select(Job.id)
-            .where(Job.state == JobState.DISPATCHING, Job.updated_at <= stuck_before)
-            .limit(batch),
+            (Job.id,),
+            (Job.state == JobState.DISPATCHING, Job.updated_at <= stuck_before),
+            Job.updated_at,
+            batch,
             Job.updated_at,
             now,
         )

@@ -4,12 +4,20 @@ Rules this module keeps (DESIGN.md, correctness rules):
 
 * The attempt row is committed before the provider is called, with a unique reference
   that travels with the fax.
-* A send whose answer was lost (timeout, dropped connection, 5xx) may have reached the
-  provider. It is settled with ``find_by_reference`` before anything is sent again: at
-  once if the provider answers, else the attempt stays ``unsettled`` and the next
-  dispatch, or the tick's reconcile, settles it first.
+* A send whose answer was lost (timeout, dropped connection, 5xx, a worker that died)
+  may have reached the provider, or may still reach it: a provider can finish accepting
+  a request after its client gave up. Such an attempt stays ``unsettled``, and the job
+  waits: it is looked up by reference again before anything is sent, and only a lookup
+  made FAX_SETTLE_DELAY after the answer was lost may settle it as never sent.
+* A provider fax id we receive is never dropped: a late answer, however late, makes the
+  job follow that fax (``_follow``).
+* A worker renews the dispatch lease of every job it is sending (``dispatcher.leases``),
+  so a slow send is never reconciled as lost while its worker still waits for it.
 * The database decides: a dispatch message for a job that is not pending, or for an
   attempt number already used, changes nothing.
+* One bad job never holds up the others: a job whose documents cannot be read, or whose
+  provider cannot be reached with the configured credentials, is held with the reason,
+  alone.
 
 Attempts come in batches: a tick or a bulk submit publishes fifty per message, a single
 retry is a batch of one. A batch is read in one query, checked against the guards in one
@@ -29,16 +37,19 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from config.settings import get_settings
 from dispatcher import guards
 from dispatcher.catalogue import classify_transport
 from dispatcher.clock import utcnow
-from dispatcher.errors import ProviderError, ProviderRateLimited
-from dispatcher.lifecycle import JobState, transition, transition_row
+from dispatcher.errors import ConfigurationError, ProviderError, ProviderRateLimited
+from dispatcher.leases import LeaseKeeper
+from dispatcher.lifecycle import FINAL_STATES, JobState, transition, transition_row
 from dispatcher.messaging import MAX_COUNTDOWN, publish_dispatch, redelivery_guard
 from dispatcher.outcomes import (
     JobRef,
@@ -59,7 +70,7 @@ from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import Attempt, Job, JobDocument
 from dispatcher.store.models import Document as StoredDocument
 
-__all__ = ["dispatch", "reconcile", "reference_for"]
+__all__ = ["dispatch", "follow_lost_send", "reconcile", "reference_for"]
 
 log = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -94,11 +105,20 @@ _DOCUMENTS = (
     .where(JobDocument.job_id.in_(_IDS))
     .order_by(JobDocument.job_id, JobDocument.position)
 )
+_STATES = select(Job.id, Job.state, Job.to_number).where(Job.id.in_(_IDS))
 _INSERT_ATTEMPT = insert(Attempt)
 _ATTEMPT_SUBMITTED = (
     update(Attempt)
     .where(Attempt.job_id == bindparam("w_job_id"), Attempt.number == bindparam("w_number"))
     .values(provider_fax_id=bindparam("fax_id"), submitted_at=bindparam("at"), unsettled=False)
+)
+#: A worker's sign of life for the jobs it is sending; the version moves, so a reconcile
+#: that read the job before changes nothing.
+_RENEW = (
+    update(Job)
+    .where(Job.id.in_(_IDS), Job.state == JobState.DISPATCHING.value)
+    .values(updated_at=bindparam("now"), version=Job.version + 1)
+    .execution_options(synchronize_session=False)
 )
 
 
@@ -109,6 +129,7 @@ class _Claim(NamedTuple):
     number: int
     provider: str
     request: SendRequest
+    started_at: datetime
 
 
 class _Sent(NamedTuple):
@@ -125,6 +146,31 @@ def reference_for(job_id: str, number: int) -> str:
     return f"fd-{job_id}-{number}"
 
 
+def _settle_delay() -> timedelta:
+    return timedelta(seconds=get_settings().settle_delay)
+
+
+def _renew_leases(job_ids: Sequence[str]) -> None:
+    with get_engine().begin() as connection:
+        connection.execute(_RENEW, {"ids": list(job_ids), "now": utcnow()})
+
+
+@cache
+def _lease_keeper(interval: float) -> LeaseKeeper:
+    return LeaseKeeper(interval, _renew_leases)
+
+
+def _leases() -> LeaseKeeper:
+    """This process's keeper of dispatch leases, renewing a third of a lease apart."""
+    return _lease_keeper(get_settings().dispatch_lease / 3)
+
+
+def _attempt(session: Session, job_id: str, number: int) -> Attempt:
+    return session.scalars(
+        select(Attempt).where(Attempt.job_id == job_id, Attempt.number == number)
+    ).one()
+
+
 def _last_attempt(session: Session, job: Job) -> Attempt | None:
     return session.scalars(
         select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.number.desc()).limit(1)
@@ -137,6 +183,7 @@ def dispatch(attempts: Sequence[tuple[str, int]], *, task_id: str | None = None)
     outcomes: dict[str, str] = {}
     waiting = list(dict.fromkeys((str(job_id), int(number)) for job_id, number in attempts))
     pool = send_pool()
+    leases = _leases()
     in_flight: dict[Future[_Sent | str], _Claim] = {}
     failure: Exception | None = None
     give_up = time.monotonic() + SLOT_PATIENCE
@@ -157,11 +204,16 @@ def dispatch(attempts: Sequence[tuple[str, int]], *, task_id: str | None = None)
                 failure, waiting = exc, []  # but record the sends already made
             finally:  # and never keep the slots reserved
                 pool.release(room - len(claims))
+            leases.hold(claim.job_id for claim in claims)
             in_flight.update((pool.submit(_send, claim), claim) for claim in claims)
         if in_flight:
             _wait_for_wave(pool, in_flight, len(waiting))
             done = [future for future in in_flight if future.done()]
-            _record_wave([(in_flight.pop(future), future) for future in done], outcomes)
+            finished = [(in_flight.pop(future), future) for future in done]
+            try:
+                _record_wave(finished, outcomes)
+            finally:  # recorded, or left to the reconcile: no longer this worker's
+                leases.release(claim.job_id for claim, _ in finished)
     if failure is not None:
         raise failure
     return outcomes
@@ -199,9 +251,9 @@ def _record_wave(
             accepted.append(result)
         else:
             outcomes[claim.job_id] = result
-    for sent, recorded in zip(accepted, _record_sent(accepted, source="dispatch"), strict=True):
+    for sent, followed in zip(accepted, _follow(accepted, source="dispatch"), strict=True):
         outcomes[sent.job_id] = (
-            f"sent as {sent.provider} fax {sent.fax_id}" if recorded else "sent; moved meanwhile"
+            f"sent as {sent.provider} fax {sent.fax_id}" if followed else "sent; moved meanwhile"
         )
 
 
@@ -209,7 +261,7 @@ def _claim(
     chunk: Sequence[tuple[str, int]], task_id: str | None, outcomes: dict[str, str]
 ) -> list[_Claim]:
     """Claim the jobs of ``chunk`` that may be sent now. Every other job gets its outcome:
-    skipped, expired, settled, or deferred by a guard."""
+    skipped, expired, settled, held, or deferred by a guard."""
     now = utcnow()
     with get_engine().connect() as connection:
         rows = {
@@ -228,10 +280,11 @@ def _claim(
             outcomes[job_id] = "skipped: not due yet"
         elif row.deadline and row.deadline <= now:
             outcomes[job_id] = _on_job(job_id, number, _expire)
-        elif job_id in unsettled and (settled := _settle_earlier(job_id, number)):
-            outcomes[job_id] = settled
+        elif job_id in unsettled:
+            outcomes[job_id] = _settle_earlier(job_id, number)
         else:
             ready.append(row)
+    ready, documents = _sendable(ready, outcomes)
     sends = [
         guards.Send(row.id, row.to_number, row.provider, next_on_route(row) is not None)
         for row in ready
@@ -244,22 +297,50 @@ def _claim(
             outcomes[row.id] = _on_job(
                 row.id, row.attempt_count + 1, lambda s, job, h=hold: _defer(s, job, h)
             )
-    return _claim_rows(allowed, task_id, outcomes) if allowed else []
+    return _claim_rows(allowed, documents, task_id, outcomes) if allowed else []
+
+
+def _sendable(
+    rows: list[Row[Any]], outcomes: dict[str, str]
+) -> tuple[list[Row[Any]], dict[str, list[Document]]]:
+    """The rows whose provider can be reached and whose documents can be read, with those
+    documents. Each other job is held alone, with the reason, before it takes a line."""
+    problems: dict[str, str] = {}
+    for provider in {row.provider for row in rows}:
+        try:
+            get_adapter(provider)
+        except ConfigurationError as exc:
+            reason = f"{provider} cannot send: {exc}"
+            problems.update((row.id, reason) for row in rows if row.provider == provider)
+    documents, unreadable = _documents([row for row in rows if row.id not in problems])
+    problems.update(unreadable)
+    for row in rows:
+        if row.id in problems:
+            reason = problems[row.id]
+            log.warning("job %s: held: %s", row.id, reason)
+            outcomes[row.id] = _on_job(
+                row.id, row.attempt_count + 1, lambda s, job, r=reason: _hold(s, job, r)
+            )
+    return [row for row in rows if row.id not in problems], documents
 
 
 def _claim_rows(
-    rows: list[Row[Any]], task_id: str | None, outcomes: dict[str, str]
+    rows: list[Row[Any]],
+    documents: dict[str, list[Document]],
+    task_id: str | None,
+    outcomes: dict[str, str],
 ) -> list[_Claim]:
     """Move the jobs to dispatching and write their attempt rows, in one transaction.
 
-    A job whose claim fails keeps the line it took: a line lease belongs to the job, and
-    another delivery of the same job may hold it and be about to dial. Releasing it here
-    would let another fax dial in; it expires by itself, or the job renews it."""
+    A job whose claim fails keeps the line it took, unless it has ended (a cancel beat
+    the claim): a line lease belongs to the job, and another delivery of the same job may
+    hold it and be about to dial. Releasing it then would let another fax dial in; it
+    expires by itself, or the job renews it."""
     claimed: list[Row[Any]] = []
+    missed: list[str] = []
     # In id order, so two workers claiming overlapping batches never deadlock.
     rows = sorted(rows, key=lambda row: row.id)
-    # Read first: a document that cannot be read claims nothing (and burns no attempt).
-    documents = _documents(rows)
+    started = utcnow()
     with get_engine().begin() as connection:
         for row in rows:
             if transition_row(
@@ -273,11 +354,13 @@ def _claim_rows(
                 claimed.append(row)
             else:
                 outcomes[row.id] = "skipped: moved meanwhile"
+                missed.append(row.id)
         if claimed:
-            started = utcnow()
             connection.execute(
                 _INSERT_ATTEMPT, [_attempt_row(row, task_id, started) for row in claimed]
             )
+    if missed:
+        _release_lines_of_ended(missed)
     # Committed: the attempts exist before any provider hears of them.
     return [
         _Claim(
@@ -291,9 +374,20 @@ def _claim_rows(
                 documents=documents[row.id],
                 metadata=row.meta or {},
             ),
+            started,
         )
         for row in claimed
     ]
+
+
+def _release_lines_of_ended(job_ids: list[str]) -> None:
+    """Give back the lines taken for jobs that ended before their claim: no delivery of
+    an ended job can dial, so no other fax is let onto a line in use."""
+    with get_engine().connect() as connection:
+        rows = connection.execute(_STATES, {"ids": job_ids}).all()
+    for job_id, state, number in rows:
+        if JobState(state) in FINAL_STATES:
+            guards.release_line(number, job_id)
 
 
 def _attempt_row(row: Row[Any], task_id: str | None, started: datetime) -> dict[str, Any]:
@@ -309,20 +403,33 @@ def _attempt_row(row: Row[Any], task_id: str | None, started: datetime) -> dict[
     }
 
 
-def _documents(rows: list[Row[Any]]) -> dict[str, list[Document]]:
-    """Each job's documents; after a partial send, only the pages not yet delivered."""
+def _documents(rows: list[Row[Any]]) -> tuple[dict[str, list[Document]], dict[str, str]]:
+    """Each job's documents (after a partial send, only the pages not yet delivered),
+    and why a job's documents cannot be read, for the jobs whose cannot."""
     store = document_store()
     documents: dict[str, list[Document]] = defaultdict(list)
+    unreadable: dict[str, str] = {}
+    if not rows:
+        return documents, unreadable
     with get_engine().connect() as connection:
         stored = connection.execute(_DOCUMENTS, {"ids": [row.id for row in rows]}).all()
     for job_id, name, mime_type, sha in stored:
-        documents[job_id].append(Document(name, mime_type, store.get(sha)))
+        if job_id in unreadable:
+            continue
+        try:
+            documents[job_id].append(Document(name, mime_type, store.get(sha)))
+        except OSError as exc:
+            unreadable[job_id] = f"document {name!r} cannot be read: {exc.strerror or exc}"
     for row in rows:
-        if row.resend_from_page > 0:
+        if row.id in unreadable:
+            continue
+        if not documents[row.id]:
+            unreadable[row.id] = "the job has no documents"
+        elif row.resend_from_page > 0:
             remaining = pages_after(documents[row.id], row.resend_from_page)
             if remaining is not None:
                 documents[row.id] = [remaining]
-    return documents
+    return documents, unreadable
 
 
 def _send(claim: _Claim) -> _Sent | str:
@@ -331,7 +438,7 @@ def _send(claim: _Claim) -> _Sent | str:
     try:
         fax_id = get_adapter(claim.provider).send(claim.request)
     except ProviderError as exc:
-        return _send_failed(claim.job_id, claim.number, exc)
+        return _send_failed(claim, exc)
     return _Sent(claim.job_id, claim.provider, claim.number, fax_id)
 
 
@@ -355,6 +462,15 @@ def _expire(session: Session, job: Job) -> str:
         return "skipped: moved meanwhile"
     record_event(session, job, source="dispatch", state_from=state_from, detail=reason)
     return reason
+
+
+def _hold(session: Session, job: Job, reason: str) -> str:
+    """Keep a job that cannot be sent as it is until an operator has fixed the cause."""
+    state_from = job.state
+    if not transition(session, job, JobState.HELD, reason=reason, next_attempt_at=None):
+        return "skipped: moved meanwhile"
+    record_event(session, job, source="dispatch", state_from=state_from, detail=reason)
+    return f"held: {reason}"
 
 
 def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
@@ -383,13 +499,15 @@ def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
     return f"deferred: {reason}"
 
 
-def _record_sent(sends: Sequence[_Sent], *, source: str) -> list[bool]:
-    """Record the providers' fax ids and start polling, in one transaction. For each
-    send, False if its job moved meanwhile."""
+def _follow(sends: Sequence[_Sent], *, source: str) -> list[bool]:
+    """Make each job follow the fax the provider has for its attempt: in one transaction
+    for the jobs still dispatching that attempt, one by one for the rest (a late answer).
+    For each send, whether the job now follows that fax."""
     if not sends:
         return []
     with get_engine().begin() as connection:
-        return _mark_in_progress(connection, sends, source=source)
+        recorded = _mark_in_progress(connection, sends, source=source)
+    return [ok or _adopt(sent, source) for sent, ok in zip(sends, recorded, strict=True)]
 
 
 def _mark_in_progress(connection: Connection, sends: Sequence[_Sent], *, source: str) -> list[bool]:
@@ -439,39 +557,164 @@ def _accepted(sent: _Sent) -> str:
     return f"accepted by {sent.provider} as fax {sent.fax_id}"
 
 
-def _send_failed(job_id: str, number: int, exc: ProviderError) -> str:
-    reference = reference_for(job_id, number)
-    found: ProviderStatus | None = None
-    unsettled = False
+#: States from which a job follows a late-found fax of its latest attempt.
+_ADOPTABLE = frozenset({JobState.PENDING, JobState.HELD, JobState.FAILED})
+
+
+def _adopt(sent: _Sent, source: str) -> bool:
+    """A fax id that arrived after the job moved on (its answer was judged lost, or the
+    job was held or failed meanwhile): record it on its attempt, and if no later attempt
+    was made, follow it. True if the job now follows that fax."""
+    now = utcnow()
+    follows = cancel = False
+    with session_scope() as session:
+        session.execute(
+            _ATTEMPT_SUBMITTED,
+            {"w_job_id": sent.job_id, "w_number": sent.number, "fax_id": sent.fax_id, "at": now},
+        )
+        job = session.get_one(Job, sent.job_id)
+        state_from = job.state
+        if job.attempt_count == sent.number and job.state in _ADOPTABLE:
+            detail = f"late answer: attempt {sent.number} was {_accepted(sent)}; following it"
+            follows = transition(
+                session,
+                job,
+                JobState.IN_PROGRESS,
+                provider=sent.provider,
+                provider_fax_id=sent.fax_id,
+                next_attempt_at=None,
+                next_poll_at=now + timedelta(seconds=policy().poll_timing(sent.provider).first),
+                last_code=None,
+                reason=detail,
+            )
+        elif job.state == JobState.IN_PROGRESS and job.provider_fax_id == sent.fax_id:
+            return True
+        elif job.state == JobState.CANCELLED:
+            cancel = True
+            detail = f"attempt {sent.number} reached {sent.provider} as fax {sent.fax_id} after "
+            detail += "the job was cancelled; cancelling it there"
+        else:
+            detail = (
+                f"attempt {sent.number} reached {sent.provider} as fax {sent.fax_id} after the job "
+                f"moved on to {job.state} at attempt {job.attempt_count}"
+            )
+            log.error("job %s: %s", sent.job_id, detail)
+        record_event(
+            session,
+            job,
+            source=source,
+            state_from=state_from,
+            detail=detail,
+            attempt_number=sent.number,
+        )
+        number = job.to_number
+    if follows:
+        guards.keep_line(number, sent.job_id)
+    if cancel:
+        try:
+            get_adapter(sent.provider).cancel(sent.fax_id)
+        except ProviderError as exc:
+            log.warning(
+                "job %s: could not cancel %s fax %s: %s",
+                sent.job_id,
+                sent.provider,
+                sent.fax_id,
+                exc,
+            )
+    return follows
+
+
+def _send_failed(claim: _Claim, exc: ProviderError) -> str:
+    """A send that failed. One the provider may have accepted is looked up at once; if
+    it is not found yet, the job waits for it to settle instead of being decided now."""
     if exc.maybe_sent:
-        found, unsettled = _lookup(job_id, reference)
-    if found is not None:
-        _record_sent([_Sent(job_id, exc.provider, number, found.fax_id)], source="reconcile")
-        return f"answer lost, but the provider has it as fax {found.fax_id}"
+        found = _lookup(claim.provider, claim.request.reference, claim.started_at)
+        if found is not None:
+            _follow(
+                [_Sent(claim.job_id, claim.provider, claim.number, found.fax_id)],
+                source="reconcile",
+            )
+            return f"answer lost, but the provider has it as fax {found.fax_id}"
+        return _answer_lost(claim.job_id, claim.number, exc.kind, exc.message, source="dispatch")
     entry = classify_transport(exc.provider, exc.kind)
     retry_after = exc.retry_after if isinstance(exc, ProviderRateLimited) else None
     with session_scope() as session:
-        job = session.get_one(Job, job_id)
-        attempt = session.scalars(
-            select(Attempt).where(Attempt.job_id == job_id, Attempt.number == number)
-        ).one()
-        attempt.unsettled = unsettled
+        job = session.get_one(Job, claim.job_id)
+        attempt = _attempt(session, claim.job_id, claim.number)
+        if job.state != JobState.DISPATCHING or job.attempt_count != claim.number:
+            attempt.error = exc.message
+            return f"send failed ({exc.kind}); the job moved meanwhile"
         decision = decide_for(job, entry, retry_after)
         apply_decision(session, job, attempt, entry, decision, source="dispatch", error=exc.message)
         step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
-    _retry_soon(job_id, next_number, step, delay)
+    _retry_soon(claim.job_id, next_number, step, delay)
     return f"send failed ({exc.kind}): {decision.reason}"
 
 
-def _lookup(job_id: str, reference: str) -> tuple[ProviderStatus | None, bool]:
-    """Ask the provider for a send by reference: (what it has, whether we still don't know)."""
-    with session_scope() as session:
-        provider = session.get_one(Job, job_id).provider
+def _lookup(provider: str, reference: str, since: datetime) -> ProviderStatus | None:
+    """The provider's fax for this reference; None when it has none or cannot say now."""
     try:
-        return get_adapter(provider).find_by_reference(reference), False
+        return get_adapter(provider).find_by_reference(reference, since)
     except ProviderError as lookup_error:
-        log.warning("job %s: cannot settle %s yet: %s", job_id, reference, lookup_error)
-        return None, True
+        log.warning("cannot look up %s at %s yet: %s", reference, provider, lookup_error)
+        return None
+
+
+def _answer_lost(
+    job_id: str,
+    number: int,
+    kind: str,
+    error: str,
+    *,
+    source: str,
+    version: int | None = None,
+) -> str:
+    """The answer to attempt ``number`` was lost and the provider does not show the send
+    yet: the attempt stays unsettled and the job waits, pending, for FAX_SETTLE_DELAY;
+    the next dispatch looks it up again before sending (``_settle_earlier``).
+
+    ``version`` fences a reconcile: a worker that renewed its lease since the reconcile
+    read the job is still sending it, and nothing changes."""
+    now = utcnow()
+    with session_scope() as session:
+        job = session.get_one(Job, job_id)
+        if version is not None and (job.version != version or job.attempt_count != number):
+            return "still being sent, or moved meanwhile"
+        attempt = _attempt(session, job_id, number)
+        if attempt.submitted_at is not None:  # its answer was recorded after all
+            return "answer recorded meanwhile"
+        # The provider may finish accepting until FAX_SETTLE_DELAY after the last of us
+        # stopped waiting for it.
+        attempt.unsettled = True
+        attempt.lost_at = max(attempt.lost_at or now, now)
+        attempt.status_code = kind
+        attempt.error = error
+        if job.state != JobState.DISPATCHING or job.attempt_count != number:
+            return "answer lost; the job moved meanwhile"
+        reason = (
+            f"the answer to attempt {number} was lost ({kind}); {job.provider} is asked for "
+            "it again before anything is sent"
+        )
+        if not transition(
+            session,
+            job,
+            JobState.PENDING,
+            reason=reason,
+            last_code=kind,
+            next_attempt_at=attempt.lost_at + _settle_delay(),
+        ):
+            return "answer lost; the job moved meanwhile"
+        record_event(
+            session,
+            job,
+            source=source,
+            state_from=JobState.DISPATCHING,
+            detail=f"{reason}: {error}",
+            attempt_number=number,
+        )
+        to = job.to_number
+    guards.keep_line(to, job_id)  # the fax may be on the line: keep it the job's
+    return reason
 
 
 def _retry_soon(job_id: str, next_number: int, step: Step, delay: float | None) -> None:
@@ -487,69 +730,96 @@ def _republish_soon(job_id: str, number: int, delay: float) -> None:
         log.warning("job %s: could not publish attempt %s; the tick will", job_id, number)
 
 
-def _settle_earlier(job_id: str, number: int) -> str | None:
-    """Settle the job's unsettled attempt before sending again: what happened, or None
-    when the provider never had that send (then the job may go)."""
+def _settle_earlier(job_id: str, number: int) -> str:
+    """Settle the job's unsettled attempt before sending again: follow the fax if the
+    provider has it, wait while it may still be landing, else settle it as never sent
+    and decide as for any failed send. Nothing is sent by this call."""
+    with session_scope() as session:
+        job = session.get_one(Job, job_id)
+        attempt = _last_attempt(session, job)
+        if attempt is None or not attempt.unsettled:
+            return "skipped: moved meanwhile"
+        earlier = attempt.number
+        provider, reference, started = attempt.provider, attempt.reference, attempt.started_at
+        lost_at = attempt.lost_at or started
     try:
-        with session_scope() as session:
-            job = session.get_one(Job, job_id)
-            attempt = _last_attempt(session, job)
-            if attempt is not None and attempt.unsettled and _settle(session, job, attempt):
-                return "settled an earlier send instead of sending again"
+        found = get_adapter(provider).find_by_reference(reference, started)
     except ProviderError as exc:  # nothing is sent; the tick offers the job again later
-        return f"skipped: cannot settle attempt {number - 1} yet: {exc}"
-    return None
+        return f"skipped: cannot settle attempt {earlier} yet: {exc}"
+    if found is not None:
+        _follow([_Sent(job_id, provider, earlier, found.fax_id)], source="reconcile")
+        return f"settled: attempt {earlier} reached {provider} as fax {found.fax_id}"
+    settles_at = lost_at + _settle_delay()
+    if utcnow() < settles_at:
+        return _on_job(job_id, number, lambda s, job: _wait_to_settle(s, job, earlier, settles_at))
+    return _settled_unsent(job_id, number)
 
 
-def _settle(session: Session, job: Job, attempt: Attempt) -> bool:
-    """Settle an unsettled attempt before a new send. True if the provider had it.
+def _wait_to_settle(session: Session, job: Job, earlier: int, until: datetime) -> str:
+    reason = f"attempt {earlier} may still be reaching {job.provider}; looking again at {until:%X}"
+    if not transition(session, job, JobState.PENDING, reason=reason, next_attempt_at=until):
+        return "skipped: moved meanwhile"
+    return f"deferred: {reason}"
 
-    A provider that cannot answer raises ``ProviderError``.
-    """
-    found = get_adapter(job.provider).find_by_reference(attempt.reference)
-    attempt.unsettled = False
-    if found is None:
-        attempt.error = f"{attempt.error or 'no answer'} (the provider has no such send)"
-        return False
-    # The earlier send did reach the provider: follow that fax instead of sending again.
-    sent = _Sent(job.id, job.provider, attempt.number, found.fax_id)
-    return (
-        transition(session, job, JobState.DISPATCHING)
-        and _mark_in_progress(session.connection(), [sent], source="reconcile")[0]
-    )
+
+def _settled_unsent(job_id: str, number: int) -> str:
+    """The provider never had the lost send: settle it, and let the policy decide."""
+    with session_scope() as session:
+        job = session.get_one(Job, job_id)
+        if job.state != JobState.PENDING or job.attempt_count + 1 != number:
+            return "skipped: moved meanwhile"
+        attempt = _attempt(session, job_id, job.attempt_count)
+        attempt.unsettled = False
+        error = f"{attempt.error or 'no answer'} (the provider never had this send)"
+        entry = classify_transport(attempt.provider, attempt.status_code or "lost")
+        decision = decide_for(job, entry)
+        apply_decision(session, job, attempt, entry, decision, source="reconcile", error=error)
+        step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
+    _retry_soon(job_id, next_number, step, delay)
+    return f"attempt {number - 1} never reached the provider: {decision.reason}"
 
 
 def reconcile(job_id: str) -> str:
-    """Settle a job left in ``dispatching`` (its worker died mid-send): follow the fax if
-    the provider has it, else treat the attempt as lost and let the policy retry it."""
+    """Settle a job left in ``dispatching`` with no sign of life from its worker (it died
+    mid-send): follow the fax if the provider has it, else treat the answer as lost."""
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None or job.state != JobState.DISPATCHING:
             return "nothing to reconcile"
-        provider, number = job.provider, job.attempt_count
-    found = get_adapter(provider).find_by_reference(reference_for(job_id, number))
+        number, version = job.attempt_count, job.version
+        attempt = _attempt(session, job_id, number)
+        provider, reference, started = attempt.provider, attempt.reference, attempt.started_at
+    try:
+        found = get_adapter(provider).find_by_reference(reference, started)
+    except ProviderError as exc:  # still dispatching: the tick reconciles it again later
+        return f"cannot settle attempt {number} yet: {exc}"
     if found is not None:
-        if _record_sent([_Sent(job_id, provider, number, found.fax_id)], source="reconcile")[0]:
+        if _follow([_Sent(job_id, provider, number, found.fax_id)], source="reconcile")[0]:
             return f"found the send at the provider as fax {found.fax_id}"
         return "moved meanwhile"
+    return _answer_lost(
+        job_id,
+        number,
+        "lost",
+        "the worker stopped before the provider's answer was recorded",
+        source="reconcile",
+        version=version,
+    )
+
+
+def follow_lost_send(job_id: str) -> bool:
+    """If the job's last attempt lost its answer and the provider has that send, make the
+    job follow it (an operator's cancel asks this first). True if the job now does.
+
+    Raises ``ProviderError`` when the provider cannot be asked now."""
     with session_scope() as session:
         job = session.get_one(Job, job_id)
-        if job.state != JobState.DISPATCHING or job.attempt_count != number:
-            return "moved meanwhile"
-        attempt = session.scalars(
-            select(Attempt).where(Attempt.job_id == job_id, Attempt.number == number)
-        ).one()
-        entry = classify_transport(provider, "lost")
-        decision = decide_for(job, entry)
-        apply_decision(
-            session,
-            job,
-            attempt,
-            entry,
-            decision,
-            source="reconcile",
-            error="the worker stopped before the provider accepted the fax",
-        )
-        step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
-    _retry_soon(job_id, next_number, step, delay)
-    return f"not at the provider: {decision.reason}"
+        attempt = _last_attempt(session, job)
+        if attempt is None or not attempt.unsettled:
+            return False
+        provider, reference, number = attempt.provider, attempt.reference, attempt.number
+        started = attempt.started_at
+    found = get_adapter(provider).find_by_reference(reference, started)
+    if found is None:
+        return False
+    return _follow([_Sent(job_id, provider, number, found.fax_id)], source="operator")[0]

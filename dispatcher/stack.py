@@ -4,10 +4,17 @@
 output in ``FAX_HOME/logs/``; stopping sends SIGTERM (Celery's warm shutdown), waits,
 then SIGKILLs what is left, and stops the embedded broker if this stack started it.
 ``FAX_HOME/stack.json`` tells scripts where everything is.
+
+``LocalStack.supervise`` keeps it running: a child that dies (a worker the OOM killer took)
+is started again with the same command, appending to the same log, after a backoff
+(``Restarts``); so is the embedded broker. Servers get the same ``--port`` again and the broker
+takes its previous port, so every process keeps the URLs it was given. The sandbox keeps its
+state in ``FAX_HOME/sandbox/state.pickle``, so a restarted one still knows every fax.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -15,10 +22,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,7 +35,15 @@ from config.settings import Settings
 from dispatcher.store.db import upgrade
 from workers.broker import ensure_embedded_broker, running_broker_url, stop_embedded_broker
 
-__all__ = ["LocalStack", "beat_command", "worker_command"]
+__all__ = [
+    "Child",
+    "EmbeddedBroker",
+    "LocalStack",
+    "Restarts",
+    "beat_command",
+    "launch",
+    "worker_command",
+]
 
 
 def worker_command(concurrency: int, name: str = "worker") -> list[str]:
@@ -80,6 +97,50 @@ def _free_port(preferred: int) -> int:
     raise RuntimeError("no free port")
 
 
+def launch(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a child in its own session, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers polling ``path`` see the old content or the new, never half of it."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs: a dead daemon stays a zombie until init reaps it, maybe seconds."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc here: a zombie counts as running until it is reaped
+        return True
+
+
+def _bindable(port: int) -> bool:
+    """Whether a server could listen on ``port`` (SO_REUSEADDR, as servers bind)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _http_ready(url: str) -> Callable[[], bool]:
     def ready() -> bool:
         try:
@@ -91,11 +152,97 @@ def _http_ready(url: str) -> Callable[[], bool]:
 
 
 @dataclass
+class Restarts:
+    """When a dead process comes back: 1 s after it died, doubling up to 30 s while it keeps
+    dying, so a crash loop does not spin; one that stayed up ``stable`` s starts over at 1 s."""
+
+    started_at: float = 0.0
+    first: float = 1.0
+    limit: float = 30.0
+    stable: float = 60.0
+    failures: int = 0
+    #: when to restart; None while the process runs
+    due: float | None = None
+
+    def schedule(self, now: float) -> float:
+        """Note a death (or a failed restart) at ``now``; returns the wait before restarting."""
+        if now - self.started_at >= self.stable:
+            self.failures = 0
+        delay = min(self.limit, self.first * 2**self.failures)
+        self.failures += 1
+        self.due = now + delay
+        return delay
+
+    def started(self, now: float) -> None:
+        self.started_at, self.due = now, None
+
+
+def _ended(returncode: int) -> str:
+    """A Popen return code in words: the exit code, or the signal that killed it."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:  # a signal with no name, such as a real-time one
+        return f"was killed by signal {-returncode}"
+
+
+@dataclass
 class Child:
     name: str
-    process: subprocess.Popen[bytes]
+    command: list[str]
     log: Path
+    process: subprocess.Popen[bytes]
     url: str | None = None
+    restarts: Restarts = field(default_factory=Restarts)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def ended(self) -> str | None:
+        """How the process ended, or None while it runs."""
+        returncode = self.process.poll()
+        return None if returncode is None else _ended(returncode)
+
+    def relaunch(self, env: dict[str, str]) -> None:
+        """The same command again, its output appended to the same log."""
+        with contextlib.suppress(ProcessLookupError):  # what the dead leader left behind
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process = launch(self.command, self.log, env)
+
+
+@dataclass
+class EmbeddedBroker:
+    """This FAX_HOME's valkey: it daemonizes (it is nobody's child), so it is watched by pid."""
+
+    directory: Path
+    url: str
+    restarts: Restarts
+    name: str = "broker"
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            return int(json.loads((self.directory / "broker.json").read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def ended(self) -> str | None:
+        """None while the broker process runs (its exit code goes to init, not to us)."""
+        pid = self.pid
+        return None if pid is not None and _running(pid) else "is gone"
+
+    def relaunch(self, env: dict[str, str]) -> None:
+        """Start it again on its port: every process was handed its URL.
+
+        The embedded broker falls back to any free port when its own is taken; here that
+        would strand every child, so a taken port is a failed restart, tried again later.
+        """
+        port = urlsplit(self.url).port
+        if port is None or not _bindable(port):
+            raise RuntimeError(f"port {port} is taken")
+        ensure_embedded_broker(self.directory)
 
 
 @dataclass
@@ -113,6 +260,10 @@ class LocalStack:
     env: dict[str, str] = field(default_factory=dict)
     broker_url: str = ""
     started_broker: bool = False
+    #: the embedded broker, watched by ``supervise``; None with FAX_BROKER_URL
+    broker: EmbeddedBroker | None = None
+    #: monotonic seconds for ``supervise``; a test passes its own to skip the waiting
+    clock: Callable[[], float] = time.monotonic
 
     @property
     def home(self) -> Path:
@@ -124,15 +275,8 @@ class LocalStack:
         logs = self.home / "logs"
         logs.mkdir(exist_ok=True)
         log = logs / f"{name}.log"
-        process = subprocess.Popen(
-            command,
-            env=self.env,
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        child = Child(name, process, log, url)
+        process = launch(command, log, self.env)
+        child = Child(name, command, log, process, url, Restarts(started_at=self.clock()))
         self.children.append(child)
         deadline = time.monotonic() + 60
         while not ready():
@@ -171,6 +315,9 @@ class LocalStack:
         was_running = running_broker_url(settings.broker_dir) is not None
         self.broker_url = settings.broker_url or ensure_embedded_broker(settings.broker_dir)
         self.started_broker = not settings.broker_url and not was_running
+        if not settings.broker_url:
+            restarts = Restarts(started_at=self.clock())
+            self.broker = EmbeddedBroker(settings.broker_dir, self.broker_url, restarts)
         upgrade(settings.resolved_database_url)
         credentials = self._credentials()
         self.env = {
@@ -186,7 +333,10 @@ class LocalStack:
             self.env["FAX_FLOWER_BASIC_AUTH"] = credentials["flower_basic_auth"]
         faxctl = [sys.executable, "-m", "dispatcher.cli"]
         if self._needs_sandbox():
-            self._serve("sandbox", [*faxctl, "sandbox"], "/_sandbox/sends")
+            # Its state file is its own private pickle (see dispatcher.sandbox.persistence).
+            state_file = self.home / "sandbox" / "state.pickle"
+            sandbox = [*faxctl, "sandbox", "--state-file", str(state_file)]
+            self._serve("sandbox", sandbox, "/_sandbox/sends")
         for index in range(self.processes):
             self._start_worker("worker" if index == 0 else f"worker-{index + 1}")
         self._spawn("beat", beat_command(self.home / "celerybeat-schedule"), lambda: True)
@@ -214,7 +364,7 @@ class LocalStack:
                 for c in self.children
             },
         }
-        (self.home / "stack.json").write_text(json.dumps(state, indent=2))
+        _write_atomically(self.home / "stack.json", json.dumps(state, indent=2))
 
     def describe(self) -> dict[str, str]:
         where = {"broker": self.broker_url, "database": self.settings.resolved_database_url}
@@ -222,8 +372,37 @@ class LocalStack:
             where[child.name] = child.url or f"pid {child.process.pid}"
         return where
 
-    def dead(self) -> list[str]:
-        return [c.name for c in self.children if c.process.poll() is not None]
+    def supervise(self) -> list[str]:
+        """One supervision step: note what died, restart what has waited out its backoff.
+
+        Call it every half second or so; it returns one line per event for the operator.
+        """
+        now = self.clock()
+        watched: list[Child | EmbeddedBroker] = [*self.children]
+        if self.broker is not None:
+            watched.append(self.broker)
+        return [event for item in watched if (event := self._supervise(item, now))]
+
+    def _supervise(self, item: Child | EmbeddedBroker, now: float) -> str | None:
+        restarts = item.restarts
+        if restarts.due is None:
+            ended = item.ended()
+            if ended is None:
+                return None
+            delay = restarts.schedule(now)
+            return f"{item.name} (pid {item.pid}) {ended}; restarting in {delay:g} s"
+        if now < restarts.due:
+            return None
+        try:
+            item.relaunch(self.env)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            delay = restarts.schedule(now)
+            return f"{item.name} did not restart ({exc}); trying again in {delay:g} s"
+        restarts.started(now)
+        if isinstance(item, EmbeddedBroker):
+            self.started_broker = True  # ours now: stopped with the stack
+        self._write_state()
+        return f"{item.name} restarted (pid {item.pid})"
 
     def stop(self, timeout: float = 20.0) -> None:
         for child in reversed(self.children):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from dispatcher.store.models import Document, Job, JobDocument
 from dispatcher.validation import ValidFax, validate_fax
 
 __all__ = ["FaxRequest", "Submitted", "submit", "submit_many", "submit_valid"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ def _job_rows(
         "options": dict(fax.options),
         "created_at": now,
         "updated_at": now,
+        "state_changed_at": now,
     }
     documents = [
         {
@@ -232,8 +236,20 @@ def submit_valid(
             if s.created and not (fax.send_at and fax.send_at > now)
         ]
         if due:
-            publish_dispatch(due)
+            _publish_committed(due)
     return results
+
+
+def _publish_committed(due: list[tuple[str, int]]) -> None:
+    """Publish committed jobs. They are accepted whatever happens here: a broker that
+    fails now leaves them to the tick, due once their redelivery guard passes. Failing
+    the request instead would make a client without an idempotency key send again."""
+    try:
+        publish_dispatch(due)
+    except Exception as exc:
+        log.warning(
+            "%d accepted jobs not published (%s); the tick will publish them", len(due), exc
+        )
 
 
 def submit(request: FaxRequest) -> Submitted:

@@ -1,36 +1,46 @@
-"""Tracking: apply each status a provider reports (poll or webhook) to its job.
+"""Tracking: read each fax's status from its provider and apply it to its job.
 
-Polls read statuses in batches per provider; webhooks arrive one by one. Both go through
-``apply_status``, which ignores statuses for faxes the job no longer follows, records
-each distinct status once, and hands the classified code to the policy.
+Polls read statuses in batches per provider and hand each to ``apply_status``, which
+ignores statuses for faxes the job no longer follows or read before its current attempt
+began, records each distinct status once, and hands the classified code to the policy.
+
+A provider webhook is only a hint (``poll_now``): FAX.PLUS and InterFAX do not sign
+theirs, so whoever learns the URL could post any status, and even a signed event may
+arrive twice or out of order. The fax's status is therefore always read from the
+provider, by the same poll as any other, before anything changes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config.settings import get_settings
 from dispatcher import guards
-from dispatcher.catalogue import Provider, classify
+from dispatcher.catalogue import Outcome, StatusEntry, classify
 from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderError
 from dispatcher.lifecycle import JobState, transition
+from dispatcher.messaging import publish_poll
 from dispatcher.outcomes import apply_decision, decide_for, record_event
 from dispatcher.policy import Step
-from dispatcher.providers.base import ProviderStatus
+from dispatcher.providers.base import ManualRetry, ProviderAdapter, ProviderStatus
 from dispatcher.providers.registry import get_adapter
 from dispatcher.runtime import policy
 from dispatcher.sending import reference_for
 from dispatcher.store.db import session_scope
-from dispatcher.store.models import Attempt, Job, StatusEvent
+from dispatcher.store.models import Attempt, Job, WebhookEvent
 
-__all__ = ["apply_status", "apply_webhook", "poll"]
+__all__ = ["apply_status", "poll", "poll_now", "take_event"]
 
 log = logging.getLogger(__name__)
+
+PROVIDER_RETRY = "provider_retry"
 
 
 def poll(provider: str, job_ids: Sequence[str]) -> int:
@@ -55,6 +65,7 @@ def poll(provider: str, job_ids: Sequence[str]) -> int:
     if wait > 0:
         _poll_later(provider, list(by_fax.values()), "status read rate limit", wait)
         return 0
+    read_at = utcnow()
     try:
         statuses = get_adapter(provider).statuses(list(by_fax))
     except ProviderError as exc:
@@ -63,13 +74,14 @@ def poll(provider: str, job_ids: Sequence[str]) -> int:
         )
         return 0
     changed = 0
-    for fax_id, status in statuses.items():
-        job_id = by_fax.get(fax_id)
-        if job_id is None:
-            continue
+    for fax_id, job_id in by_fax.items():
         with session_scope() as session:
             job = session.get_one(Job, job_id)
-            changed += apply_status(session, job, status, source="poll")
+            status = statuses.get(fax_id)
+            if status is None:
+                changed += _unknown_fax(session, job, fax_id)
+            else:
+                changed += apply_status(session, job, status, source="poll", read_at=read_at)
     return changed
 
 
@@ -85,6 +97,23 @@ def _poll_later(provider: str, job_ids: list[str], why: str, wait: float) -> Non
         )
 
 
+def _unknown_fax(session: Session, job: Job, fax_id: str) -> bool:
+    """The provider answers 404 for the fax the job follows: nothing more will be learnt
+    by polling, and sending again might send twice. An operator decides."""
+    reason = (
+        f"{job.provider} has no fax {fax_id} (404): check it there, then resume the job "
+        "to send it again, or cancel it"
+    )
+    if job.state != JobState.IN_PROGRESS or job.provider_fax_id != fax_id:
+        return False
+    if not transition(session, job, JobState.HELD, reason=reason, next_poll_at=None):
+        return False
+    log.warning("job %s: held: %s", job.id, reason)
+    record_event(session, job, source="poll", state_from=JobState.IN_PROGRESS, detail=reason)
+    guards.release_line(job.to_number, job.id)
+    return True
+
+
 def _current_attempt(session: Session, job: Job) -> Attempt | None:
     return session.scalars(
         select(Attempt).where(Attempt.job_id == job.id, Attempt.number == job.attempt_count)
@@ -92,63 +121,50 @@ def _current_attempt(session: Session, job: Job) -> Attempt | None:
 
 
 def apply_status(
-    session: Session,
-    job: Job,
-    status: ProviderStatus,
-    *,
-    source: str,
-    dedupe_key: str | None = None,
+    session: Session, job: Job, status: ProviderStatus, *, source: str, read_at: datetime
 ) -> bool:
-    """Apply one status reading to its job. False when it changes nothing."""
+    """Apply one status reading, taken at ``read_at``, to its job. False when it changes
+    nothing: the job no longer follows that fax, or the reading is older than the job's
+    current attempt (the same fax id, resent by the provider meanwhile)."""
     if job.state != JobState.IN_PROGRESS or job.provider_fax_id != status.fax_id:
+        return False
+    attempt = _current_attempt(session, job)
+    if attempt is not None and read_at < attempt.started_at:
         return False
     entry = classify(job.provider, status.code)
     if not entry.known:
         log.warning(
             "job %s: unlisted %s code %r, using the safe default", job.id, job.provider, status.code
         )
+    if attempt is not None and attempt.kind == PROVIDER_RETRY and attempt.unsettled:
+        settled = _settle_provider_retry(session, job, attempt, entry)
+        if settled is not None:
+            return settled
     decision = decide_for(job, entry)
-    attempt = _current_attempt(session, job)
     if (
         decision.step is Step.RETRY
-        and job.provider == Provider.OPTUM
+        and entry.outcome is Outcome.FAILURE
         and attempt is not None
         and attempt.kind == "send"
-        and entry.code.startswith("FaxFailed")
+        and get_adapter(job.provider).has_manual_retry
     ):
-        return _optum_manual_retry(session, job, attempt, status, source)
-    return apply_decision(
-        session,
-        job,
-        attempt,
-        entry,
-        decision,
-        source=source,
-        status=status,
-        dedupe_key=dedupe_key,
-    )
+        return _claim_provider_retry(session, job, attempt, status, entry)
+    return apply_decision(session, job, attempt, entry, decision, source=source, status=status)
 
 
-def _optum_manual_retry(
-    session: Session, job: Job, attempt: Attempt, status: ProviderStatus, source: str
+def _claim_provider_retry(
+    session: Session, job: Job, attempt: Attempt, status: ProviderStatus, entry: StatusEntry
 ) -> bool:
-    """Optum's own retries are spent: use its one manual retry before sending anew.
+    """The provider's own retries are spent: use its manual retry before sending anew.
 
-    The retry resends Optum's copy of the fax, so it is recorded as a new attempt of kind
-    ``provider_retry`` that follows the same provider fax id.
-    """
-    entry = classify(job.provider, status.code)
-    adapter = get_adapter(job.provider)
-    try:
-        adapter.retry(job.provider_fax_id)  # type: ignore[attr-defined]
-    except ProviderError as exc:
-        log.warning("job %s: Optum manual retry refused (%s); sending anew", job.id, exc)
-        return apply_decision(
-            session, job, attempt, entry, decide_for(job, entry), source=source, status=status
-        )
+    The retry resends the provider's copy of the fax, so it is a new attempt of kind
+    ``provider_retry`` that follows the same fax id. It is claimed and committed before
+    the provider is asked, like a send: a second reader of the same failure finds the
+    job moved, and an answer lost on the way leaves the attempt unsettled, never a
+    second fax sent while the provider retries."""
     number = job.attempt_count + 1
-    state_from = job.state
-    reason = f"optum {entry.code}: asked Optum for its one manual retry"
+    now = utcnow()
+    reason = f"{job.provider} {entry.code}: asking {job.provider} for its manual retry"
     if not transition(
         session,
         job,
@@ -158,10 +174,10 @@ def _optum_manual_retry(
         last_outcome=entry.outcome.value,
         last_remediation=entry.remediation.value,
         reason=reason,
-        next_poll_at=utcnow() + timedelta(seconds=policy().poll_timing(job.provider).first),
+        next_poll_at=now + timedelta(seconds=policy().poll_timing(job.provider).first),
     ):
         return False
-    attempt.finished_at = utcnow()
+    attempt.finished_at = now
     attempt.status_code = entry.code
     attempt.outcome = entry.outcome.value
     attempt.remediation = entry.remediation.value
@@ -169,40 +185,130 @@ def _optum_manual_retry(
         Attempt(
             job_id=job.id,
             number=number,
-            kind="provider_retry",
+            kind=PROVIDER_RETRY,
             provider=job.provider,
             reference=reference_for(job.id, number),
             provider_fax_id=job.provider_fax_id,
-            started_at=utcnow(),
-            submitted_at=utcnow(),
+            unsettled=True,
+            started_at=now,
         )
     )
     record_event(
         session,
         job,
-        source=source,
-        state_from=state_from,
+        source="poll",
+        state_from=JobState.IN_PROGRESS,
         detail=reason,
         entry=entry,
         attempt_number=attempt.number,
         payload=dict(status.raw),
     )
+    session.commit()
+    return _ask_provider_retry(session, job, number, entry)
+
+
+def _ask_provider_retry(session: Session, job: Job, number: int, entry: StatusEntry) -> bool:
+    """Ask the provider to retry; record what it said on the claimed attempt."""
+    retry = session.scalars(
+        select(Attempt).where(Attempt.job_id == job.id, Attempt.number == number)
+    ).one()
+    fax_id = str(job.provider_fax_id)
+    adapter = get_adapter(job.provider)
+    try:
+        adapter.retry(fax_id)
+    except ProviderError as exc:
+        # Unsettled until known: the next status read settles it (_settle_provider_retry).
+        retry.error = exc.message
+        if exc.maybe_sent:
+            retry.lost_at = utcnow()
+            return True
+        state = _provider_retry_state(adapter, fax_id)
+        if state is None:
+            return True
+        if state is ManualRetry.NONE:
+            log.warning("job %s: %s refused its manual retry (%s)", job.id, job.provider, exc)
+            retry.unsettled = False
+            return apply_decision(
+                session, job, retry, entry, decide_for(job, entry), source="poll", error=exc.message
+            )
+        # Refused because another reader of the same failure asked first: it is made.
+    retry.unsettled = False
+    retry.submitted_at = utcnow()
     return True
 
 
-def apply_webhook(provider: str, statuses: Iterable[ProviderStatus], event_id: str | None) -> int:
-    """Apply statuses from a verified provider callback; a replayed event changes nothing."""
-    changed = 0
-    for index, status in enumerate(statuses):
-        dedupe = f"{provider}:{event_id}:{index}" if event_id else None
+def _provider_retry_state(adapter: ProviderAdapter, fax_id: str) -> ManualRetry | None:
+    """Whether the provider made its manual retry of the fax; None if it cannot say now."""
+    try:
+        return adapter.manual_retry(fax_id)
+    except ProviderError as exc:
+        log.warning("cannot read the manual retry of fax %s yet: %s", fax_id, exc)
+        return None
+
+
+def _settle_provider_retry(
+    session: Session, job: Job, attempt: Attempt, entry: StatusEntry
+) -> bool | None:
+    """A status read while a manual retry's answer is unknown. Returns what applying it
+    came to, or None to apply it as usual (the retry is settled either way then).
+
+    Only a failure is in doubt: any other status shows the provider at work on the fax.
+    For a failure, the provider's list of attempts says whether the retry was made: if
+    it ended, this failure is its outcome; if it is running, the reading is stale; if it
+    was never made, it is asked for again."""
+    if entry.outcome is not Outcome.FAILURE:
+        attempt.unsettled = False
+        return None
+    fax_id = str(job.provider_fax_id)
+    state = _provider_retry_state(get_adapter(job.provider), fax_id)
+    if state is None or state is ManualRetry.RUNNING:
+        if state is ManualRetry.RUNNING:
+            attempt.unsettled = False
+        return False
+    if state is ManualRetry.FINISHED:
+        attempt.unsettled = False
+        return None
+    session.commit()
+    return _ask_provider_retry(session, job, attempt.number, entry)
+
+
+def poll_now(provider: str, fax_ids: Sequence[str]) -> int:
+    """A provider says these faxes changed: read them from the provider at once (the
+    same poll as any other). Returns how many jobs follow them.
+
+    Their next poll is made due in the database first, so a message lost on the way is
+    made good by the next tick."""
+    with session_scope() as session:
+        job_ids = list(
+            session.scalars(
+                select(Job.id).where(
+                    Job.provider == provider,
+                    Job.provider_fax_id.in_(list(fax_ids)),
+                    Job.state == JobState.IN_PROGRESS,
+                )
+            )
+        )
+        if job_ids:
+            session.execute(update(Job).where(Job.id.in_(job_ids)).values(next_poll_at=utcnow()))
+    if job_ids:
+        try:
+            publish_poll(provider, job_ids)
+        except Exception as exc:  # the tick finds them due
+            log.warning(
+                "%s: could not publish %d polls (%s); the tick will", provider, len(job_ids), exc
+            )
+    return len(job_ids)
+
+
+def take_event(provider: str, event_id: str, sent_at: datetime | None) -> bool:
+    """Remember a signed provider event; False if it was taken before (a replay) or was
+    made more than FAX_WEBHOOK_MAX_AGE ago (a replay the record has forgotten)."""
+    now = utcnow()
+    if sent_at is not None and sent_at < now - timedelta(seconds=get_settings().webhook_max_age):
+        return False
+    try:
         with session_scope() as session:
-            if dedupe and session.scalar(
-                select(StatusEvent.id).where(StatusEvent.dedupe_key == dedupe)
-            ):
-                continue
-            job = session.scalars(
-                select(Job).where(Job.provider == provider, Job.provider_fax_id == status.fax_id)
-            ).first()
-            if job is not None:
-                changed += apply_status(session, job, status, source="webhook", dedupe_key=dedupe)
-    return changed
+            session.add(WebhookEvent(provider=provider, event_id=event_id[:128], received_at=now))
+    except IntegrityError:
+        return False
+    return True

@@ -75,6 +75,8 @@ _REFUSED_TYPES = {
     PhoneNumberType.UAN: "universal access numbers are never dialled",
     PhoneNumberType.VOICEMAIL: "voicemail numbers are never dialled",
 }
+#: No provider takes more: a larger upload is refused before anything parses it.
+MAX_DOCUMENT_BYTES = max(limits.max_total_bytes for limits in LIMITS.values())
 MAX_METADATA_KEYS = 20
 MAX_METADATA_BYTES = 4096
 
@@ -241,6 +243,11 @@ def validate_fax(
         raise ValidationError("to", refused)
     if not documents:
         raise ValidationError("documents", "at least one document is required")
+    total = sum(len(content) for _, content in documents)
+    if total > MAX_DOCUMENT_BYTES:
+        raise ValidationError(
+            "documents", f"{total} bytes is over the {MAX_DOCUMENT_BYTES} any provider takes"
+        )
     inspected = []
     for index, (name, content) in enumerate(documents):
         info = inspections.get(content) if inspections is not None else None

@@ -6,7 +6,12 @@ import pytest
 
 from config.settings import get_settings
 
-pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.database", "tests.fixtures.sandbox"]
+pytest_plugins = [
+    "tests.fixtures.stack",
+    "tests.fixtures.database",
+    "tests.fixtures.sandbox",
+    "tests.fixtures.webhooks",
+]
 
 
 @pytest.fixture(autouse=True)

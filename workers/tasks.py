@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import Task
 
-from dispatcher import scheduler, sending, tracking
+from dispatcher import scheduler, sending, tracking, watchdog
 from dispatcher.errors import FaxError
 from workers.app import app
 
@@ -67,3 +67,9 @@ def tick() -> dict[str, int]:
         "poll_batches": report.poll_batches,
         "reconciled": report.reconciled,
     }
+
+
+@app.task(name="fax.watchdog", base=FaxTask)
+def watch() -> int:
+    """Move jobs that waited too long in a state where an operator sees them (run by beat)."""
+    return watchdog.watch()

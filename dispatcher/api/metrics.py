@@ -26,6 +26,7 @@ from dispatcher.messaging import queue_depths
 from dispatcher.resilience import BreakerState
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job
+from dispatcher.watchdog import STALLED
 
 __all__ = ["FaxCollector", "router"]
 
@@ -61,6 +62,11 @@ class FaxCollector(Collector):
                 (Job.state == JobState.PENDING, Job.next_attempt_at), else_=Job.next_poll_at
             )
             oldest = session.scalar(select(func.min(due_at)).where(due))
+            stalled = session.scalar(
+                select(func.count()).where(
+                    Job.state == JobState.HELD, Job.reason.startswith(STALLED)
+                )
+            )
         jobs = GaugeMetricFamily("fax_jobs", "Jobs by state.", labels=["state"])
         for state in JobState:
             jobs.add_metric([state.value], states.get(state.value, 0))
@@ -74,6 +80,11 @@ class FaxCollector(Collector):
             by_remediation.add_metric([provider, remediation or "none"], count)
         yield by_remediation
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        yield GaugeMetricFamily(
+            "fax_stalled_jobs",
+            "Jobs the watchdog held because they waited past their state's maximum age.",
+            value=stalled or 0,
+        )
         yield GaugeMetricFamily(
             "fax_oldest_due_job_age_seconds",
             "How long the longest-waiting due send or poll has been due (0: none is due).",

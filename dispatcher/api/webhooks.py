@@ -1,22 +1,23 @@
-"""``POST /v1/webhooks/{provider}``: status callbacks from the providers.
+"""``POST /v1/webhooks/{provider}``: status callbacks from the providers, taken as hints.
 
-Each callback is verified before it is read: Optum signs its body (HMAC-SHA256, checked by
-the adapter); FAX.PLUS and InterFAX do not sign, so their callback URL carries a shared
-secret (``?secret=`` or the ``X-Fax-Webhook-Secret`` header). Every event gets an id from
-its own content, so a provider's redelivery changes nothing. The statuses are applied
-here, in the request: applying one is a short database transaction, the same one a
-worker's poll runs, and answering only after it is stored lets the provider redeliver
-whatever we failed to store.
+Each callback is verified as well as its provider allows: Optum signs its body
+(HMAC-SHA256, checked by the adapter), but its signature covers no timestamp, so an
+event id seen before, or an event older than FAX_WEBHOOK_MAX_AGE, is refused as a
+replay; FAX.PLUS and InterFAX do not sign, so their callback URL carries a shared secret
+(``?secret=`` or the ``X-Fax-Webhook-Secret`` header).
+
+Even then a callback only says which faxes to look at: their statuses are read from the
+provider, by a poll, before anything changes (``dispatcher.tracking.poll_now``). A forged,
+replayed, repeated or late callback can therefore make nothing happen that the provider
+does not confirm, and the order in which callbacks arrive does not matter.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
-from urllib.parse import parse_qs
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from pydantic import SecretStr
@@ -24,56 +25,48 @@ from starlette.concurrency import run_in_threadpool
 
 from config.settings import Settings, get_settings
 from dispatcher.api.errors import ERROR_RESPONSES
+from dispatcher.clock import utcnow
 from dispatcher.errors import ValidationError
-from dispatcher.providers.base import webhook_json
+from dispatcher.providers.base import parse_time, webhook_json
 from dispatcher.providers.registry import PROVIDERS, get_adapter
-from dispatcher.tracking import apply_webhook
+from dispatcher.tracking import poll_now, take_event
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
 
-
-# Each runs after the adapter accepted the body, so its shape is known.
-def _optum_event(body: bytes) -> list[Any]:
-    return [webhook_json(body).get("causationId")]
+#: An event's id and when the provider made it, read from a body the adapter accepted.
+EventOf = Callable[[bytes], tuple[str, datetime | None]]
 
 
-def _faxplus_event(body: bytes) -> list[Any]:
-    payload = webhook_json(body)
-    hook, data = payload.get("hook"), payload["data"]
-    return [hook.get("id") if isinstance(hook, dict) else None, data["id"], data["status"]]
+def _optum_event(body: bytes) -> tuple[str, datetime | None]:
+    """The CloudEvents envelope's ``causationId`` (the event's own id) and ``time``."""
+    envelope = webhook_json(body)
+    event_id = envelope.get("causationId")
+    if not isinstance(event_id, str) or not event_id:
+        raise ValidationError("causationId", "an Optum event needs its causationId")
+    return event_id, parse_time(envelope.get("time"))
 
 
-def _interfax_event(body: bytes) -> list[Any]:
-    form = parse_qs(body.decode())
-    return [form.get("TransactionID"), form.get("Status")]
-
-
-#: provider -> (its webhook secret setting, whether the URL must carry it, event id parts)
-_PROVIDERS: dict[
-    str, tuple[Callable[[Settings], SecretStr | None], bool, Callable[[bytes], list[Any]]]
-] = {
+#: provider -> (its webhook secret setting, whether the URL must carry it, how to read
+#: the id of a signed event, None where events are not signed)
+_PROVIDERS: dict[str, tuple[Callable[[Settings], SecretStr | None], bool, EventOf | None]] = {
     "optum": (lambda s: s.optum.webhook_secret, False, _optum_event),
-    "faxplus": (lambda s: s.faxplus.webhook_secret, True, _faxplus_event),
-    "interfax": (lambda s: s.interfax.webhook_secret, True, _interfax_event),
+    "faxplus": (lambda s: s.faxplus.webhook_secret, True, None),
+    "interfax": (lambda s: s.interfax.webhook_secret, True, None),
 }
 
 
-def _event_id(parts: list[Any], body: bytes) -> str:
-    """A bounded id for the event: its identifying fields, or the exact body bytes."""
-    seed = json.dumps(parts, default=str).encode() if all(parts) else body
-    return hashlib.sha256(seed).hexdigest()
-
-
-def _apply(
-    provider: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    event_parts: Callable[[bytes], list[Any]],
-) -> int:
-    statuses = list(get_adapter(provider).parse_webhook(headers, body))
-    return apply_webhook(provider, statuses, _event_id(event_parts(body), body))
+def _take(provider: str, headers: Mapping[str, str], body: bytes, event_of: EventOf | None) -> int:
+    fax_ids = [status.fax_id for status in get_adapter(provider).parse_webhook(headers, body)]
+    if event_of is not None:
+        event_id, sent_at = event_of(body)
+        max_age = get_settings().webhook_max_age
+        if sent_at is not None and (utcnow() - sent_at).total_seconds() > max_age:
+            raise ValidationError("time", f"the event is older than {max_age:g} s: a replay")
+        if not take_event(provider, event_id, sent_at):
+            return 0  # a redelivery of an event already taken: nothing to do again
+    return poll_now(provider, fax_ids)
 
 
 @router.post("/{provider}", summary="Receive a provider's status callback")
@@ -83,10 +76,11 @@ async def receive(
     secret: Annotated[str | None, Query(description="FAX.PLUS, InterFAX: the secret.")] = None,
     header_secret: Annotated[str | None, Header(alias="X-Fax-Webhook-Secret")] = None,
 ) -> dict[str, int]:
-    """``{"applied": n}``: how many statuses changed a job (0 for a replay)."""
+    """``{"polled": n}``: how many jobs follow the faxes named, whose statuses are now
+    read from the provider (0 for a replay, or faxes no job follows)."""
     if provider not in _PROVIDERS:
         raise HTTPException(404, f"no webhook receiver for {provider[:32]!r}")
-    configured, in_url, event_parts = _PROVIDERS[provider]
+    configured, in_url, event_of = _PROVIDERS[provider]
     expected = configured(get_settings())
     if expected is None:
         raise HTTPException(
@@ -98,9 +92,9 @@ async def receive(
             raise HTTPException(401, "missing or wrong webhook secret")
     body = await request.body()
     try:
-        applied = await run_in_threadpool(_apply, provider, request.headers, body, event_parts)
+        polled = await run_in_threadpool(_take, provider, request.headers, body, event_of)
     except ValidationError as exc:
         if exc.field == "signature":
             raise HTTPException(401, exc.reason) from None
         raise
-    return {"applied": applied}
+    return {"polled": polled}

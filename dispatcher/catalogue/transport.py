@@ -32,7 +32,8 @@ _RULES: dict[str, tuple[str, Remediation, Family, str]] = {
         "Send lost",
         Remediation.WAIT_AND_RETRY,
         Family.TRANSPORT,
-        "The worker stopped before the provider accepted the fax; sent again after a backoff.",
+        "The worker stopped before the provider's answer was recorded; followed if the "
+        "provider has the fax, sent again only once FAX_SETTLE_DELAY shows it never arrived.",
     ),
     "http_5xx": (
         "Provider server error",

@@ -27,9 +27,14 @@ def sandbox(
     faults: Annotated[
         str | None, typer.Option(help="Fault settings as JSON, e.g. '{\"error_rate\": 0.1}'.")
     ] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(help="Keep faxes, registrations and the send log across restarts here."),
+    ] = None,
 ) -> None:
     """Serve FAX.PLUS (/faxplus/v3), InterFAX (/interfax) and Optum (/optum) locally."""
     from dispatcher.sandbox.faults import FaultConfig, FaultError
+    from dispatcher.sandbox.persistence import StateFileError
     from dispatcher.sandbox.scenarios import ScenarioError, Scenarios
     from dispatcher.sandbox.server import run
 
@@ -41,4 +46,14 @@ def sandbox(
         table = Scenarios.load(scenarios)
     except (ValueError, FaultError, ScenarioError) as exc:
         raise fail(str(exc), EXIT_INVALID) from exc
-    run(host, port, scenarios=table, time_scale=time_scale, faults=fault_config)
+    try:
+        run(
+            host,
+            port,
+            scenarios=table,
+            time_scale=time_scale,
+            faults=fault_config,
+            state_file=state_file,
+        )
+    except StateFileError as exc:
+        raise fail(str(exc), EXIT_INVALID) from exc

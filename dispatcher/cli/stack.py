@@ -61,15 +61,18 @@ def up(
         int, typer.Option(min=1, help="Worker processes; one per core uses every core.")
     ] = 1,
 ) -> None:
-    """Run broker, database, sandbox, worker, beat, API and Flower until Ctrl-C."""
+    """Run broker, database, sandbox, worker, beat, API and Flower until Ctrl-C or SIGTERM.
+
+    A process that dies is started again (after 1 s, doubling up to 30 s if it keeps dying).
+    """
     try:
         with _running_stack(concurrency, processes) as stack:
             _print_where(stack)
             console.print("Ctrl-C to stop.")
-            while not (dead := stack.dead()):
+            while True:
+                for event in stack.supervise():
+                    console.print(f"{time.strftime('%H:%M:%S')} {event}", highlight=False)
                 time.sleep(0.5)
-            console.print(f"[red]stopped unexpectedly:[/red] {', '.join(dead)} (see logs)")
-            raise typer.Exit(EXIT_FAILURE)
     except (KeyboardInterrupt, _Stop):
         console.print("stopped.")
 

@@ -157,8 +157,10 @@ class ProviderHttp:
         headers: dict[str, str] | None = None,
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
     ) -> None:
         self.provider = provider
+        self._timeout = default_timeout(timeout)
         self.base_url = base_url.rstrip("/")
         self._auth = auth
         self._headers = headers or {}
@@ -180,7 +182,7 @@ class ProviderHttp:
                 if self._tls is None:
                     self._tls = ssl.create_default_context(cafile=certifi.where())
                 client = httpx.Client(
-                    timeout=default_timeout(), transport=self._transport, verify=self._tls
+                    timeout=self._timeout, transport=self._transport, verify=self._tls
                 )
                 self._clients.append(client)
             self._local.client = client

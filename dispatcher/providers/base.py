@@ -8,21 +8,25 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import httpx
 
-from dispatcher.errors import ValidationError
+from dispatcher.errors import ProviderRejected, ValidationError
 
 __all__ = [
+    "LOOKBACK_MARGIN",
     "Document",
+    "ManualRetry",
     "ProviderAdapter",
     "ProviderStatus",
     "SendRequest",
     "batches",
     "default_timeout",
     "fill_missing",
+    "lookback_start",
     "parse_count",
     "parse_number",
     "parse_time",
@@ -30,9 +34,19 @@ __all__ = [
 ]
 
 
-def default_timeout() -> httpx.Timeout:
+#: A search for a send looks this much further back than the attempt's start: the
+#: provider's clock is not ours.
+LOOKBACK_MARGIN = timedelta(minutes=10)
+
+
+def lookback_start(since: datetime) -> datetime:
+    """Where a search for a send that began at ``since`` starts, in UTC."""
+    return since.astimezone(UTC) - LOOKBACK_MARGIN
+
+
+def default_timeout(seconds: float = 30.0) -> httpx.Timeout:
     """Explicit timeouts: a slow provider must never hold a worker for long."""
-    return httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
+    return httpx.Timeout(connect=5.0, read=seconds, write=seconds, pool=5.0)
 
 
 _EXTRA_FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -112,6 +126,14 @@ class ProviderStatus:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
+class ManualRetry(StrEnum):
+    """Where a provider's own resend of a failed fax stands (Optum's manual retry)."""
+
+    NONE = "none"  # never asked for, or the request never reached the provider
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
 class ProviderAdapter(ABC):
     """A provider's HTTP API behind one shape.
 
@@ -138,12 +160,25 @@ class ProviderAdapter(ABC):
         """Ask the provider to stop a fax that has not finished."""
 
     @abstractmethod
-    def find_by_reference(self, reference: str) -> ProviderStatus | None:
-        """The fax sent with this reference, if the provider has one."""
+    def find_by_reference(self, reference: str, since: datetime) -> ProviderStatus | None:
+        """The fax sent with this reference, if the provider has one. ``since`` is when the
+        attempt began: the search looks back that far, however many faxes came after."""
 
     @abstractmethod
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
         """Statuses carried by a provider callback; raises ``ValidationError`` if it is not one."""
+
+    #: True for a provider that resends its own copy of a failed fax when asked, once
+    #: (Optum): that is tried before a new send.
+    has_manual_retry: bool = False
+
+    def retry(self, fax_id: str) -> None:
+        """Ask the provider to resend its own copy of a failed fax."""
+        raise ProviderRejected(self.name, "http_405", "this provider has no manual retry")
+
+    def manual_retry(self, fax_id: str) -> ManualRetry:
+        """Whether the provider's own resend of this fax was made, and if it has ended."""
+        return ManualRetry.NONE
 
     def close(self) -> None:  # noqa: B027 - optional: adapters without a pool keep this no-op
         """Release pooled connections."""
@@ -160,8 +195,20 @@ def fill_missing(
     fax_ids: Sequence[str],
     read_one: Callable[[str], ProviderStatus],
 ) -> dict[str, ProviderStatus]:
-    """Batch results for ``fax_ids``; a fax the batch call did not return is read on its own."""
-    return {fax_id: found[fax_id] if fax_id in found else read_one(fax_id) for fax_id in fax_ids}
+    """Batch results for ``fax_ids``; a fax the batch call did not return is read on its
+    own, and one the provider does not know (404) is left out: the caller deals with it
+    alone, the others' statuses still count."""
+    statuses: dict[str, ProviderStatus] = {}
+    for fax_id in fax_ids:
+        if fax_id in found:
+            statuses[fax_id] = found[fax_id]
+            continue
+        try:
+            statuses[fax_id] = read_one(fax_id)
+        except ProviderRejected as exc:
+            if exc.status_code != 404:
+                raise
+    return statuses
 
 
 def webhook_json(body: bytes) -> dict[str, Any]:

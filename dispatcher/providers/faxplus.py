@@ -7,7 +7,8 @@ until then a 404 there means "still in the outbox", never a failure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from dispatcher.providers.base import (
     ProviderStatus,
     SendRequest,
     fill_missing,
+    lookback_start,
     parse_count,
     parse_number,
     parse_time,
@@ -48,6 +50,7 @@ class FaxPlusAdapter(HttpAdapter):
         *,
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
     ) -> None:
         if settings.token is None:
             raise ConfigurationError("faxplus: no token configured")
@@ -59,6 +62,7 @@ class FaxPlusAdapter(HttpAdapter):
             headers=headers,
             client=client,
             transport=transport,
+            timeout=timeout,
         )
         self._from_number = settings.from_number
 
@@ -92,7 +96,8 @@ class FaxPlusAdapter(HttpAdapter):
     def statuses(self, fax_ids: Sequence[str]) -> dict[str, ProviderStatus]:
         """One listing of sent faxes, one of the outbox, then single reads for the rest."""
         wanted = set(fax_ids)
-        found = {s.fax_id: s for s in map(_from_fax, self._sent_faxes()) if s.fax_id in wanted}
+        recent = (r for r in self._sent_faxes() if isinstance(r, dict) and r.get("id"))
+        found = {s.fax_id: s for s in map(_from_fax, recent) if s.fax_id in wanted}
         outbox = self._outbox_by_fax_id() if wanted - found.keys() else {}
         return fill_missing(
             found, fax_ids, lambda fax_id: self._fax_record(fax_id) or _pending(fax_id, outbox)
@@ -109,8 +114,9 @@ class FaxPlusAdapter(HttpAdapter):
             )
         self._http.request("DELETE", _path(api.OUTBOX_ITEM_PATH, outbox_id=record["id"]))
 
-    def find_by_reference(self, reference: str) -> ProviderStatus | None:
-        """The outbox first, then sent faxes: a fax leaves the outbox only for the fax list."""
+    def find_by_reference(self, reference: str, since: datetime) -> ProviderStatus | None:
+        """The outbox first, then every sent fax since the attempt began, page by page: a
+        fax leaves the outbox only for the fax list."""
         for record in self._outbox_records():
             if _comment_text(record.get("comment")) == reference:
                 fax_ids = _outbox_fax_ids(record)
@@ -122,7 +128,7 @@ class FaxPlusAdapter(HttpAdapter):
                         "look again once it has left",
                     )
                 return _from_outbox(fax_ids[0], record)
-        for record in self._sent_faxes():
+        for record in self._sent_faxes_since(since):
             if _comment_text(record.get("comment")) == reference:
                 return _from_fax(record)
         return None
@@ -153,14 +159,28 @@ class FaxPlusAdapter(HttpAdapter):
         response = self._http.request("GET", _path(api.FAX_PATH, fax_id=fax_id), allow=(404,))
         return None if response.status_code == 404 else _from_fax(self._http.json(response, dict))
 
-    def _sent_faxes(self) -> list[dict[str, Any]]:
+    def _sent_faxes(self, **params: str | int) -> list[dict[str, Any]]:
+        """One page of sent faxes, newest first (as the API gives it, unfiltered)."""
         response = self._http.request(
             "GET",
             _path(api.FAXES_PATH),
-            params={"category": "sent", "limit": api.LIST_LIMIT, "order": "desc"},
+            params={"category": "sent", "limit": api.LIST_LIMIT, "order": "desc", **params},
         )
         data = self._http.json(response, dict).get("data") or {}
-        return [r for r in data.get("records") or [] if isinstance(r, dict) and r.get("id")]
+        records = data.get("records") or []
+        return records if isinstance(records, list) else []
+
+    def _sent_faxes_since(self, since: datetime) -> Iterator[dict[str, Any]]:
+        """Every sent fax submitted after ``since``, newest first, across pages. A fax
+        sent meanwhile shifts the pages back, so one may be seen twice, never missed."""
+        after = lookback_start(since).strftime(api.TIME_FORMAT)
+        offset = 0
+        while True:
+            page = self._sent_faxes(after=after, offset=offset)
+            yield from (r for r in page if isinstance(r, dict) and r.get("id"))
+            if len(page) < api.LIST_LIMIT:
+                return
+            offset += len(page)
 
     def _outbox_records(self) -> list[dict[str, Any]]:
         response = self._http.request("GET", _path(api.OUTBOX_PATH))

@@ -22,6 +22,7 @@ from dispatcher.providers.base import (
     SendRequest,
     batches,
     fill_missing,
+    lookback_start,
     parse_count,
     parse_number,
     parse_time,
@@ -41,6 +42,7 @@ class InterFaxAdapter(HttpAdapter):
         *,
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
     ) -> None:
         if not settings.username or settings.password is None:
             raise ConfigurationError("interfax: username and password are required")
@@ -50,6 +52,7 @@ class InterFaxAdapter(HttpAdapter):
             auth=httpx.BasicAuth(settings.username, settings.password.get_secret_value()),
             client=client,
             transport=transport,
+            timeout=timeout,
         )
 
     def send(self, request: SendRequest) -> str:
@@ -88,11 +91,24 @@ class InterFaxAdapter(HttpAdapter):
     def cancel(self, fax_id: str) -> None:
         self._http.request("POST", api.CANCEL_PATH.format(fax_id=fax_id))
 
-    def find_by_reference(self, reference: str) -> ProviderStatus | None:
-        for record in self._search({api.PARAM_REFERENCE: reference}):
-            if record.get(api.FIELD_REFERENCE, reference) == reference:
-                return _from_record(record)
-        return None
+    def find_by_reference(self, reference: str, since: datetime) -> ProviderStatus | None:
+        """Search by reference from the attempt's start, page by page. Only a record that
+        carries our reference is ours: an API variant that ignores the filter, or leaves
+        the field out, must not pass someone else's fax for this send."""
+        params: dict[str, str | int] = {
+            api.PARAM_REFERENCE: reference,
+            api.PARAM_DATE_FROM: lookback_start(since).strftime(api.SEARCH_TIME_FORMAT),
+            api.PARAM_LIMIT: api.SEARCH_PAGE,
+            api.PARAM_OFFSET: 0,
+        }
+        while True:
+            page = self._search(params)
+            for record in page:
+                if record.get(api.FIELD_REFERENCE) == reference:
+                    return _from_record(record)
+            if len(page) < api.SEARCH_PAGE:
+                return None
+            params[api.PARAM_OFFSET] = int(params[api.PARAM_OFFSET]) + len(page)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
         """A Web Feedback completion callback, form-encoded, sent once per finished fax."""

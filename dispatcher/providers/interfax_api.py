@@ -19,6 +19,9 @@ PARAM_FAX_NUMBER = "faxNumber"
 PARAM_REFERENCE = "reference"
 PARAM_IDS = "ids"
 PARAM_LIMIT = "limit"
+PARAM_OFFSET = "offset"
+PARAM_DATE_FROM = "dateFrom"
+SEARCH_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as the .NET client sends dateFrom
 
 # Record fields ("reference" and "faxNumber" appear in newer doc variants only).
 FIELD_ID = "id"
@@ -55,6 +58,7 @@ CALLBACK_TIME_FORMAT = "%d/%m/%Y %H:%M:%S"
 # Added for the adapter.
 MAX_REFERENCE_LENGTH = 60
 BATCH_SIZE = 50  # ids per GET /outbound/search
+SEARCH_PAGE = 100  # records per page of a search by reference (unconfirmed maximum)
 FIELD_SUBMIT_TIME = "submitTime"
 FIELD_DURATION = "duration"
 FIELD_UNITS = "units"

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from dispatcher.errors import ProviderError
-from dispatcher.providers.base import ProviderAdapter, ProviderStatus, SendRequest
+from dispatcher.providers.base import ManualRetry, ProviderAdapter, ProviderStatus, SendRequest
 
 __all__ = ["CallHook", "ObservedAdapter"]
 
@@ -27,6 +28,7 @@ class ObservedAdapter(ProviderAdapter):
     def __init__(self, inner: ProviderAdapter, hooks: Sequence[CallHook]) -> None:
         self.inner = inner
         self.name = inner.name
+        self.has_manual_retry = inner.has_manual_retry
         self.hooks = tuple(hooks)
 
     def __repr__(self) -> str:
@@ -60,8 +62,14 @@ class ObservedAdapter(ProviderAdapter):
     def cancel(self, fax_id: str) -> None:
         self._observe("cancel", self.inner.cancel, fax_id)
 
-    def find_by_reference(self, reference: str) -> ProviderStatus | None:
-        return self._observe("find_by_reference", self.inner.find_by_reference, reference)
+    def find_by_reference(self, reference: str, since: datetime) -> ProviderStatus | None:
+        return self._observe("find_by_reference", self.inner.find_by_reference, reference, since)
+
+    def retry(self, fax_id: str) -> None:
+        self._observe("retry", self.inner.retry, fax_id)
+
+    def manual_retry(self, fax_id: str) -> ManualRetry:
+        return self._observe("manual_retry", self.inner.manual_retry, fax_id)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
         return self.inner.parse_webhook(headers, body)
@@ -70,7 +78,7 @@ class ObservedAdapter(ProviderAdapter):
         self.inner.close()
 
     def __getattr__(self, name: str) -> Any:
-        """Provider-specific calls (Optum retry, hold, revive) are observed too."""
+        """Provider-specific calls (Optum hold, revive) are observed too."""
         attribute = getattr(self.inner, name)
         if not callable(attribute):
             return attribute

@@ -12,21 +12,25 @@ import json
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from config.settings import OptumSettings
+from dispatcher.clock import utcnow
 from dispatcher.errors import ConfigurationError, ProviderTransientError, ValidationError
 from dispatcher.providers import optum_api as api
 from dispatcher.providers._http import HttpAdapter, ProviderHttp, error_for_response
 from dispatcher.providers.base import (
+    LOOKBACK_MARGIN,
+    ManualRetry,
     ProviderStatus,
     SendRequest,
     batches,
     fill_missing,
+    lookback_start,
     parse_count,
     parse_time,
     webhook_json,
@@ -113,6 +117,8 @@ class OptumAdapter(HttpAdapter):
         *,
         client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         if not settings.client_id or settings.client_secret is None:
             raise ConfigurationError("optum: client_id and client_secret are required")
@@ -126,8 +132,11 @@ class OptumAdapter(HttpAdapter):
             headers={api.TENANT_HEADER: settings.tenant_id},
             client=client,
             transport=transport,
+            timeout=timeout,
         )
         self._webhook_secret = settings.webhook_secret
+        #: today's date for a search by sent date comes from here (tests move it)
+        self.clock = clock
 
     def send(self, request: SendRequest) -> str:
         metadata = {**request.metadata, api.METADATA_REFERENCE_KEY: request.reference}
@@ -161,10 +170,12 @@ class OptumAdapter(HttpAdapter):
     def cancel(self, fax_id: str) -> None:
         self._http.request("DELETE", api.FAX_PATH.format(fax_id=fax_id))
 
-    def find_by_reference(self, reference: str) -> ProviderStatus | None:
-        """Search today's faxes (UTC), then yesterday's, for our reference in the metadata."""
-        today = datetime.now(UTC).date()
-        for day in (today, today - timedelta(days=1)):
+    def find_by_reference(self, reference: str, since: datetime) -> ProviderStatus | None:
+        """Search each day's faxes (UTC), newest day first, back to the attempt's start,
+        for our reference in the metadata: a lookup days later still finds the send."""
+        first = lookback_start(since).date()
+        last = (self.clock() + LOOKBACK_MARGIN).date()
+        for day in (last - timedelta(days=n) for n in range((last - first).days + 1)):
             for fax in self._search(api.SEARCH_FAX_SENT_DATE, [day.isoformat()]):
                 metadata = fax.get(api.FIELD_METADATA)
                 if isinstance(metadata, dict) and (
@@ -185,9 +196,19 @@ class OptumAdapter(HttpAdapter):
             raise ValidationError("body", "expected an Optum event with data.faxId, data.faxStatus")
         return [_status(data)]
 
-    def retry(self, fax_id: str) -> ProviderStatus:
+    has_manual_retry = True
+
+    def retry(self, fax_id: str) -> None:
         """Optum's single manual retry of a failed fax."""
-        return self._fax("PUT", api.RETRY_PATH, fax_id)
+        self._fax("PUT", api.RETRY_PATH, fax_id)
+
+    def manual_retry(self, fax_id: str) -> ManualRetry:
+        """From Optum's list of the fax's attempts: its manual one, and whether it ended."""
+        manual = [a for a in self.attempts(fax_id) if a.get(api.FIELD_IS_MANUAL_RETRY) is True]
+        if not manual:
+            return ManualRetry.NONE
+        running = manual[-1].get(api.FIELD_ATTEMPT_STATUS) == api.ATTEMPT_IN_PROGRESS
+        return ManualRetry.RUNNING if running else ManualRetry.FINISHED
 
     def hold(self, fax_id: str) -> ProviderStatus:
         """Pause a fax between attempts."""

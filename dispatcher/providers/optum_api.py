@@ -72,6 +72,11 @@ FAILED_REASONS = (
 EVENT_SOURCE = "https://sandbox.local/fax"
 EVENT_SPEC_VERSION = "1.0"
 
+# Attempt object fields (proposed).
+FIELD_IS_MANUAL_RETRY = "isManualRetry"
+FIELD_ATTEMPT_STATUS = "attemptStatus"
+ATTEMPT_IN_PROGRESS = "InProgress"
+
 # Added for the adapter.
 FIELD_CREATED_ON = "createdOn"
 FIELD_UPDATED_ON = "updatedOn"

@@ -37,7 +37,7 @@ def _faxplus(settings: Settings, client: httpx.Client | None) -> ProviderAdapter
                 "token": SecretStr(SANDBOX_FAXPLUS_TOKEN),
             }
         )
-    return FaxPlusAdapter(config, client=client)
+    return FaxPlusAdapter(config, client=client, timeout=settings.provider_timeout)
 
 
 def _interfax(settings: Settings, client: httpx.Client | None) -> ProviderAdapter:
@@ -50,7 +50,7 @@ def _interfax(settings: Settings, client: httpx.Client | None) -> ProviderAdapte
                 "password": SecretStr(SANDBOX_SECRET),
             }
         )
-    return InterFaxAdapter(config, client=client)
+    return InterFaxAdapter(config, client=client, timeout=settings.provider_timeout)
 
 
 def _optum(settings: Settings, client: httpx.Client | None) -> ProviderAdapter:
@@ -65,7 +65,7 @@ def _optum(settings: Settings, client: httpx.Client | None) -> ProviderAdapter:
                 "client_secret": SecretStr(SANDBOX_SECRET),
             }
         )
-    return OptumAdapter(config, client=client)
+    return OptumAdapter(config, client=client, timeout=settings.provider_timeout)
 
 
 _BUILDERS: dict[str, Callable[[Settings, httpx.Client | None], ProviderAdapter]] = {

@@ -28,6 +28,7 @@ from dispatcher.sandbox.errors import (
     provider_of,
 )
 from dispatcher.sandbox.faults import Faults
+from dispatcher.sandbox.persistence import StateWriter, load_state
 from dispatcher.sandbox.scenarios import Scenarios
 from dispatcher.sandbox.state import Clock, Store
 from dispatcher.sandbox.webhooks import WebhookDispatcher
@@ -35,6 +36,7 @@ from dispatcher.sandbox.webhooks import WebhookDispatcher
 __all__ = ["SandboxApp", "create_app"]
 
 _DROPPED = "dropped"  # a non-None return makes uvicorn close the socket without a response
+_READS = ("GET", "HEAD", "OPTIONS")  # requests that change no state
 
 
 class _QuietDrops(logging.Filter):
@@ -79,6 +81,8 @@ class SandboxApp(FastAPI):
             await response(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+        if scope["method"] not in _READS:
+            self.sandbox.store.touch()  # after the handler: the snapshot must include its change
         return _DROPPED if control_state["drop"] else None
 
 
@@ -88,6 +92,9 @@ def create_app(config: SandboxConfig | None = None, **overrides: Any) -> Sandbox
     time_scale = config.time_scale if config.time_scale is not None else get_settings().time_scale
     scenarios = config.scenarios or Scenarios.load(config.scenarios_file)
     store = Store(scenarios, Clock(), time_scale, config.hold_seconds)
+    if config.state_file is not None:
+        load_state(store, config.state_file)  # before the routers: InterFAX ids go on from it
+    writer = StateWriter(store, config.state_file) if config.state_file is not None else None
     ctx = Context(config=config, store=store, faults=Faults(config.faults), time_scale=time_scale)
     dispatcher = WebhookDispatcher(
         store,
@@ -97,15 +104,20 @@ def create_app(config: SandboxConfig | None = None, **overrides: Any) -> Sandbox
             "optum": optum.notifier(ctx),
         },
         config.webhook_timeout,
+        ctx.faults,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         dispatcher.start()
+        if writer is not None:
+            writer.start()
         try:
             yield
         finally:
             dispatcher.stop()
+            if writer is not None:
+                writer.stop()
 
     app = SandboxApp(
         title="fax-dispatcher provider sandbox",

@@ -17,7 +17,8 @@ class SandboxConfig:
     """Everything ``create_app`` takes; defaults are the documented sandbox credentials.
 
     ``time_scale`` None means FAX_TIME_SCALE from the settings. ``scenarios`` wins over
-    ``scenarios_file``; with neither, the built-in default set is used.
+    ``scenarios_file``; with neither, the built-in default set is used. ``state_file`` keeps
+    the state across restarts (see ``persistence``); None keeps it in memory only.
     """
 
     scenarios_file: Path | None = None
@@ -35,6 +36,7 @@ class SandboxConfig:
     webhook_retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0)
     webhook_timeout: float = 5.0
     faults: FaultConfig = field(default_factory=FaultConfig)
+    state_file: Path | None = None
 
 
 @dataclass(slots=True)

@@ -55,7 +55,8 @@ def build_router(ctx: Context) -> APIRouter:
 
     @router.post("/reset")
     async def reset() -> dict[str, Any]:
-        """Forget every fax, send, request, registration and fault change; unfreeze the clock."""
+        """Forget every fax, send, request, registration, fault change and fault count; unfreeze
+        the clock."""
         store.reset()
         store.clock.freeze(False)
         ctx.faults.reset()
@@ -64,6 +65,11 @@ def build_router(ctx: Context) -> APIRouter:
     @router.get("/faults")
     async def get_faults() -> dict[str, Any]:
         return ctx.faults.config.to_json()
+
+    @router.get("/faults/injected")
+    async def injected_faults() -> dict[str, int]:
+        """How many faults of each kind were injected since the last reset."""
+        return ctx.faults.injected()
 
     @router.put("/faults")
     async def put_faults(request: Request) -> Any:

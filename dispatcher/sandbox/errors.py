@@ -11,12 +11,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from dispatcher.providers import faxplus_api, interfax_api, optum_api
-from dispatcher.sandbox.faults import FaultConfig
+from dispatcher.sandbox.faults import FaultConfig, Faults
 
 __all__ = [
     "CONTROL_KEY",
     "Answer",
     "Dropped",
+    "before_accept",
     "fault_response",
     "faxplus_error",
     "interfax_error",
@@ -136,6 +137,23 @@ async def fault_response(provider: str, kind: str, config: FaultConfig) -> Respo
     if kind == "timeout":
         await asyncio.sleep(config.timeout_seconds)
     return Dropped()
+
+
+async def before_accept(faults: Faults, provider: str, numbers: list[str]) -> Response | None:
+    """The send faults that come before accepting: a refusal to answer with, or a late accept.
+
+    A slow accept sleeps here and then lets the handler accept: the sleep is not cut short when
+    the client hangs up (uvicorn does not cancel a handler on disconnect, and a reply sent to a
+    closed connection is dropped), so the fax is sent although its client saw a timeout.
+    """
+    for number in numbers:
+        kind = faults.for_send(provider, number)
+        if kind:
+            return await fault_response(provider, kind, faults.config)
+    delay = faults.slow_accept(provider, numbers)
+    if delay:
+        await asyncio.sleep(delay)
+    return None
 
 
 class Answer(Exception):  # noqa: N818 - it is an answer, not a failure

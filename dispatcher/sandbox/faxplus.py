@@ -25,7 +25,7 @@ from dispatcher.sandbox.documents import (
     extension,
     media_type,
 )
-from dispatcher.sandbox.errors import Answer, Dropped, fault_response, faxplus_error
+from dispatcher.sandbox.errors import Answer, Dropped, before_accept, faxplus_error
 from dispatcher.sandbox.lines import Call, segment_calls
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Segment, Timeline, to_datetime
@@ -223,10 +223,9 @@ def build_router(ctx: Context) -> APIRouter:
         if not isinstance(body, dict):
             raise _error(400, "invalid_request", "The body must be a JSON object.")
         src, destinations, files, comment, options = _validate_outbox(ctx, body)
-        for number in destinations:
-            kind = ctx.faults.for_send("faxplus", number)
-            if kind and kind != "drop_after_accept":
-                return await fault_response("faxplus", kind, ctx.faults.config)
+        refused = await before_accept(ctx.faults, "faxplus", destinations)
+        if refused is not None:
+            return refused
         now = ctx.store.now()
         with ctx.store.lock:
             known = _extras(ctx)["files"]
@@ -262,7 +261,7 @@ def build_router(ctx: Context) -> APIRouter:
                 item.due = max(item.due, segment.due)
                 ctx.store.schedule(segment.due, "faxplus", fax_id)
             _extras(ctx)["outbox"][item.id] = item
-        if any(ctx.faults.drop_after_accept("faxplus", n) for n in destinations):
+        if ctx.faults.drop_after_accept("faxplus", destinations):
             return Dropped()
         body_out = {"ids": item.fax_ids} if body.get("return_ids") else {}
         return JSONResponse(body_out, status_code=201)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import itertools
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ from dispatcher.sandbox.documents import (
     media_type,
     parse_multipart,
 )
-from dispatcher.sandbox.errors import Answer, Dropped, fault_response, interfax_error
+from dispatcher.sandbox.errors import Answer, Dropped, before_accept, interfax_error
 from dispatcher.sandbox.lines import Call, segment_calls
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Mark, Segment, Timeline, to_datetime
@@ -37,7 +37,6 @@ __all__ = ["PREFIX", "build_router", "calls", "notifier"]
 
 PREFIX = "/interfax"
 _PHASES = (api.STATUS_READY, api.STATUS_SENDING)
-_IDS = itertools.count(750_000_001)  # never reset: ids stay unique across sandbox resets
 _STATUS_FILTERS = {
     "all": lambda s: True,
     "completed": lambda s: s >= 0,
@@ -45,6 +44,27 @@ _STATUS_FILTERS = {
     "failed": lambda s: s > 0,
     "inprocess": lambda s: s < 0,
 }
+
+
+class _Ids:
+    """InterFAX fax ids: never reset, so they stay unique across sandbox resets, and moved past
+    the ids of a restored state so they stay unique across restarts too."""
+
+    def __init__(self, first: int) -> None:
+        self._next = first
+        self._lock = threading.Lock()
+
+    def take(self) -> int:
+        with self._lock:
+            self._next += 1
+            return self._next - 1
+
+    def move_past(self, used: int) -> None:
+        with self._lock:
+            self._next = max(self._next, used + 1)
+
+
+_IDS = _Ids(750_000_001)
 
 
 @dataclass(slots=True)
@@ -148,6 +168,7 @@ def build_router(ctx: Context) -> APIRouter:
 
     router = APIRouter(prefix=PREFIX, dependencies=[Depends(authorize)])
     faxes: dict[str, Fax] = ctx.store.records["interfax"]  # cleared in place on reset
+    _IDS.move_past(max((fax.id for fax in faxes.values()), default=0))
 
     def base_url(request: Request) -> str:
         return str(request.base_url).rstrip("/") + PREFIX
@@ -176,10 +197,10 @@ def build_router(ctx: Context) -> APIRouter:
         if reference is not None and len(reference) > 60:
             raise _error(400, api.ERROR_NO_RECIPIENT, "Invalid reference", "at most 60 characters")
         pages = _document_pages(request.headers, await request.body())
-        kind = ctx.faults.for_send("interfax", number)
-        if kind and kind != "drop_after_accept":
-            return await fault_response("interfax", kind, ctx.faults.config)
-        fax_id = next(_IDS)
+        refused = await before_accept(ctx.faults, "interfax", [number])
+        if refused is not None:
+            return refused
+        fax_id = _IDS.take()
         with ctx.store.lock:
             sent = ctx.store.transmit("interfax", str(fax_id), number, reference, pages)
             segment = Segment(sent.started, sent.hold, _PHASES, int(sent.outcome.code))
@@ -195,7 +216,7 @@ def build_router(ctx: Context) -> APIRouter:
                 timeline=Timeline([segment]),
             )
             ctx.store.schedule(segment.due, "interfax", str(fax_id))
-        if ctx.faults.drop_after_accept("interfax", number):
+        if ctx.faults.drop_after_accept("interfax", [number]):
             return Dropped()
         location = f"{base_url(request)}/outbound/faxes/{fax_id}"
         return Response(status_code=201, headers={"Location": location})

@@ -24,7 +24,7 @@ from starlette.datastructures import UploadFile
 from dispatcher.providers import optum_api as api
 from dispatcher.sandbox.context import Context
 from dispatcher.sandbox.documents import count_pages, extension, media_type
-from dispatcher.sandbox.errors import Answer, Dropped, fault_response, optum_problem
+from dispatcher.sandbox.errors import Answer, Dropped, before_accept, optum_problem
 from dispatcher.sandbox.lines import Call, segment_end
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Mark, Segment, Timeline, to_datetime
@@ -131,13 +131,13 @@ def _attempt_json(fax: Fax, attempt: Attempt, now: float) -> dict[str, Any]:
 
 def build_router(ctx: Context) -> APIRouter:
     """The Optum routes, closed over the shared sandbox context."""
-    tokens: dict[str, float] = {}  # token -> real expiry; kept across resets like a real IdP
+    tokens = ctx.store.tokens  # token -> wall-clock expiry; kept across resets and restarts
     faxes: dict[str, Fax] = ctx.store.records["optum"]  # cleared in place on reset
 
     def authorize(request: Request) -> str:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         expiry = tokens.get(token) if scheme.lower() == "bearer" else None
-        if expiry is None or expiry < time.monotonic():
+        if expiry is None or expiry < time.time():
             raise _problem(401, "The bearer token is missing, invalid or expired.")
         tenant = request.headers.get(api.TENANT_HEADER, "").strip()
         if not tenant:
@@ -202,7 +202,7 @@ def build_router(ctx: Context) -> APIRouter:
                 optum_problem(401, "Unknown client or bad secret.", error="invalid_client")
             )
         issued = secrets.token_urlsafe(24)
-        tokens[issued] = time.monotonic() + api.TOKEN_LIFETIME
+        tokens[issued] = time.time() + api.TOKEN_LIFETIME
         return {"access_token": issued, "token_type": "Bearer", "expires_in": api.TOKEN_LIFETIME}
 
     @fax_router.post(api.WEBHOOK_ENDPOINTS_PATH)
@@ -259,9 +259,9 @@ def build_router(ctx: Context) -> APIRouter:
             raise _problem(413, "The document is larger than 10 MiB.")
         if not content:
             raise _problem(400, "The document is empty.", {api.PART_DOCUMENT: ["empty"]})
-        kind = ctx.faults.for_send("optum", number)
-        if kind and kind != "drop_after_accept":
-            return await fault_response("optum", kind, ctx.faults.config)
+        refused = await before_accept(ctx.faults, "optum", [number])
+        if refused is not None:
+            return refused
         with ctx.store.lock:
             fax = Fax(
                 id=str(uuid.uuid4()),
@@ -275,7 +275,7 @@ def build_router(ctx: Context) -> APIRouter:
             first = start_attempt(fax, False, metadata.get(api.METADATA_REFERENCE_KEY))
             fax.created = first.segments[0].started
             body = _fax_json(fax, ctx.store.now())
-        if ctx.faults.drop_after_accept("optum", number):
+        if ctx.faults.drop_after_accept("optum", [number]):
             return Dropped()
         return Response(json.dumps(body), media_type="application/json")
 

@@ -1,13 +1,14 @@
 """In-memory sandbox state: the clock, fax timelines, the scenario cursor and the send log.
 
 Statuses are computed lazily from the clock when read, so nothing needs a background thread
-except webhook delivery, which pops due completions from ``Store.pop_due``.
+except webhook delivery, which pops due completions from ``Store.pop_due``. ``Store.snapshot``
+and ``Store.restore`` carry the state across restarts (see ``persistence``); ``Store.version``
+moves on every change so the snapshot writer knows when to write.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 import threading
 import time
 from collections import Counter
@@ -59,6 +60,15 @@ class Clock:
         with self._lock:
             self._offset += seconds
             return self._offset
+
+    def state(self) -> tuple[float, float | None]:
+        """The offset and the frozen-at wall time: all a restarted clock needs to go on."""
+        with self._lock:
+            return self._offset, self._frozen_at
+
+    def restore(self, offset: float, frozen_at: float | None) -> None:
+        with self._lock:
+            self._offset, self._frozen_at = offset, frozen_at
 
     def freeze(self, frozen: bool) -> None:
         with self._lock:
@@ -186,8 +196,13 @@ class Store:
 
     ``records`` holds each provider's fax records by id (the provider modules own their
     shape); ``extras`` holds per-provider registrations (hooks, webhook endpoints);
-    ``requests`` logs every provider request (see ``traffic``).
+    ``requests`` logs every provider request (see ``traffic``); ``tokens`` holds the Optum
+    access tokens issued (wall-clock expiry), kept across resets like a real identity provider.
     """
+
+    #: what ``snapshot`` holds besides the clock; ``requests`` is left out (a traffic log of
+    #: this process, up to 200,000 entries, that nothing reads across a restart)
+    _SAVED = ("records", "extras", "sends", "deliveries", "tokens", "_cursor", "_due", "_seq")
 
     def __init__(
         self, scenarios: Scenarios, clock: Clock, time_scale: float, hold_seconds: float
@@ -198,12 +213,14 @@ class Store:
         self.hold_seconds = hold_seconds
         self.lock = threading.RLock()
         self.wakeup = threading.Event()
-        self._seq = itertools.count()
+        self.version = 0
+        self._seq = 0
         self.records: dict[str, dict[str, Any]] = {}
         self.extras: dict[str, dict[str, Any]] = {}
         self.sends: list[SendEntry] = []
         self.requests = RequestLog()
         self.deliveries: list[dict[str, Any]] = []
+        self.tokens: dict[str, float] = {}
         self._cursor: Counter[tuple[str, str]] = Counter()
         self._due: list[tuple[float, int, str, str]] = []
         self.reset()
@@ -218,6 +235,38 @@ class Store:
             self.deliveries.clear()
             self._cursor.clear()
             self._due.clear()
+            self.version += 1
+
+    def touch(self) -> None:
+        """Note a change, after making it, so the next snapshot includes it."""
+        with self.lock:
+            self.version += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a restarted sandbox needs, as one picklable object.
+
+        It shares the live objects: take it and pickle it under ``lock``.
+        """
+        with self.lock:
+            saved = {name: getattr(self, name) for name in self._SAVED}
+            return {**saved, "clock": self.clock.state()}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Replace the state with a ``snapshot``'s; the per-provider dicts are refilled in place."""
+        with self.lock:
+            self.reset()
+            for name in ("records", "extras"):
+                for provider, values in snapshot[name].items():
+                    getattr(self, name).setdefault(provider, {}).update(values)
+            self.sends[:] = snapshot["sends"]
+            self.deliveries[:] = snapshot["deliveries"]
+            self.tokens.clear()
+            self.tokens.update(snapshot["tokens"])
+            self._cursor.update(snapshot["_cursor"])
+            self._due[:] = snapshot["_due"]
+            self._seq = snapshot["_seq"]
+            self.clock.restore(*snapshot["clock"])
+        self.wakeup.set()
 
     def now(self) -> float:
         return self.clock.now()
@@ -246,7 +295,8 @@ class Store:
     def schedule(self, due: float, provider: str, fax_id: str) -> None:
         """Ask the webhook thread to look at this fax at ``due``."""
         with self.lock:
-            heapq.heappush(self._due, (due, next(self._seq), provider, fax_id))
+            self._seq += 1
+            heapq.heappush(self._due, (due, self._seq, provider, fax_id))
         self.wakeup.set()
 
     def pop_due(self) -> list[tuple[str, str]]:

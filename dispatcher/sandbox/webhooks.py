@@ -1,23 +1,29 @@
 """Webhook delivery: one daemon thread watches for due completions, a small pool posts them.
 
 Each provider module turns a completed fax into ``Delivery`` objects (its own payload and
-headers); this module only schedules, posts, retries and logs.
+headers); this module only schedules, posts, retries and logs, and applies the webhook faults
+(``webhook_duplicate_rate``, ``webhook_delay_ms``: see ``faults``). A delayed delivery waits in
+the watching thread's own queue, not in a pool thread, so delays do not slow the others.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
+import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 
+from dispatcher.sandbox.faults import Faults
 from dispatcher.sandbox.state import Store, to_datetime
 
 __all__ = ["Delivery", "Notifier", "WebhookDispatcher", "compact_json", "sign"]
@@ -52,13 +58,19 @@ class Delivery:
 class WebhookDispatcher:
     """Pops due completions from the store and delivers what the provider notifiers return."""
 
-    def __init__(self, store: Store, notifiers: Mapping[str, Notifier], timeout: float) -> None:
+    def __init__(
+        self, store: Store, notifiers: Mapping[str, Notifier], timeout: float, faults: Faults
+    ) -> None:
         self.store = store
         self.notifiers = notifiers
         self.timeout = timeout
+        self.faults = faults
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        # (monotonic time to post, order, delivery); only the watching thread touches it
+        self._delayed: list[tuple[float, int, Delivery]] = []
+        self._order = itertools.count()
 
     def start(self) -> None:
         self._stopped.clear()
@@ -77,18 +89,44 @@ class WebhookDispatcher:
     def _run(self) -> None:
         while not self._stopped.is_set():
             for provider, fax_id in self.store.pop_due():
-                try:
-                    deliveries = self.notifiers[provider](fax_id)
-                except Exception:  # a broken notifier must not stop the thread
-                    log.exception("sandbox: building %s webhook for %s failed", provider, fax_id)
-                    continue
-                for delivery in deliveries:
-                    assert self._pool is not None
-                    self._pool.submit(self._deliver, delivery)
-            due = self.store.next_due()
-            wait = 0.5 if due is None else min(0.5, max(0.005, due - self.store.now()))
-            self.store.wakeup.wait(wait)
+                for delivery in self._build(provider, fax_id):
+                    self._enqueue(delivery)
+                    if self.faults.duplicate_webhook(provider):
+                        self._enqueue(replace(delivery, on_failure=None))
+            self._post_ready()
+            self.store.wakeup.wait(self._wait())
             self.store.wakeup.clear()
+
+    def _build(self, provider: str, fax_id: str) -> list[Delivery]:
+        try:
+            return self.notifiers[provider](fax_id)
+        except Exception:  # a broken notifier must not stop the thread
+            log.exception("sandbox: building %s webhook for %s failed", provider, fax_id)
+            return []
+        finally:
+            self.store.touch()  # notifiers mark what they notified
+
+    def _enqueue(self, delivery: Delivery) -> None:
+        """Queue a delivery for now, or for after its injected delay."""
+        at = time.monotonic() + self.faults.webhook_delay(delivery.provider)
+        heapq.heappush(self._delayed, (at, next(self._order), delivery))
+
+    def _post_ready(self) -> None:
+        now = time.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, delivery = heapq.heappop(self._delayed)
+            assert self._pool is not None
+            self._pool.submit(self._deliver, delivery)
+
+    def _wait(self) -> float:
+        """Seconds until the next due completion or delayed delivery (0.5 at most)."""
+        waits = [0.5]
+        due = self.store.next_due()
+        if due is not None:
+            waits.append(due - self.store.now())
+        if self._delayed:
+            waits.append(self._delayed[0][0] - time.monotonic())
+        return max(0.005, min(waits))
 
     def _deliver(self, delivery: Delivery) -> None:
         headers = {"Content-Type": "application/json", **delivery.headers}
@@ -117,7 +155,9 @@ class WebhookDispatcher:
                         "body": delivery.body.decode(errors="replace"),
                     }
                 )
+            self.store.touch()
             if status is not None and 200 <= status < 300:
                 return
         if delivery.on_failure is not None:
             delivery.on_failure()
+            self.store.touch()

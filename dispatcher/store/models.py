@@ -26,7 +26,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from dispatcher.clock import utcnow
 
-__all__ = ["Attempt", "Base", "Document", "Job", "JobDocument", "StatusEvent", "UTCDateTime"]
+__all__ = [
+    "Attempt",
+    "Base",
+    "Document",
+    "Job",
+    "JobDocument",
+    "StatusEvent",
+    "UTCDateTime",
+    "WebhookEvent",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -110,7 +119,10 @@ class Job(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: the last change; while dispatching, the sending worker's last sign of life
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: when the job entered its current state (how long it has waited there)
+    state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
     attempts: Mapped[list[Attempt]] = relationship(
@@ -121,6 +133,7 @@ class Job(Base):
         Index("ix_jobs_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_jobs_state_next_poll_at", "state", "next_poll_at"),
         Index("ix_jobs_state_updated_at", "state", "updated_at"),
+        Index("ix_jobs_state_state_changed_at", "state", "state_changed_at"),
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_to_number", "to_number"),
         Index("ix_jobs_provider_fax_id", "provider", "provider_fax_id"),
@@ -152,6 +165,9 @@ class Attempt(Base):
     reference: Mapped[str] = mapped_column(String(64), unique=True)
     #: True while a send may have reached the provider but its answer was lost
     unsettled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: when the answer was found lost: the provider may still be accepting the send until
+    #: FAX_SETTLE_DELAY after this, so no lookup before then settles it as never sent
+    lost_at: Mapped[datetime | None]
     provider_fax_id: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]
@@ -188,5 +204,14 @@ class StatusEvent(Base):
     state_to: Mapped[str | None] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    dedupe_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     observed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """A signed provider event already taken: a replay of it within the window is refused."""
+
+    __tablename__ = "webhook_events"
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

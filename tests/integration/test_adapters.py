@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
@@ -37,7 +38,13 @@ from dispatcher.errors import (
     ValidationError,
 )
 from dispatcher.providers import faxplus_api, optum_api
-from dispatcher.providers.base import Document, ProviderAdapter, ProviderStatus, SendRequest
+from dispatcher.providers.base import (
+    Document,
+    ManualRetry,
+    ProviderAdapter,
+    ProviderStatus,
+    SendRequest,
+)
 from dispatcher.providers.registry import PROVIDERS, build_adapter, clear_adapters, get_adapter
 from dispatcher.sandbox.scenarios import DEFAULT_FILE
 from dispatcher.sandbox.server import SandboxServer
@@ -52,6 +59,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     if not number.startswith("_")
 }
 SUCCESS_NUMBER = "+12025550100"
+#: Every send of these tests began after this (lookups search back to it).
+STARTED = datetime.now(UTC)
 PARTIAL_NUMBER = "+12025550107"
 LONG_NUMBER = "+12025550109"
 #: Text only each provider's own refusal of a bad number contains.
@@ -181,7 +190,7 @@ def test_a_long_running_fax_can_be_cancelled(
 
     # Then the provider stops it: a cancelled status, or (FAX.PLUS) gone from the outbox
     if provider == "faxplus":
-        assert adapter.find_by_reference(request.reference) is None
+        assert adapter.find_by_reference(request.reference, STARTED) is None
     else:
         final = wait_for(
             lambda: adapter.status(fax_id),
@@ -236,7 +245,7 @@ def test_a_reference_that_was_never_sent_is_not_found(
     adapter.send(fax_request(SUCCESS_NUMBER))
     sandbox.advance(1)
 
-    assert adapter.find_by_reference(f"ref-{uuid.uuid4().hex}") is None
+    assert adapter.find_by_reference(f"ref-{uuid.uuid4().hex}", STARTED) is None
 
 
 # --- faults ---------------------------------------------------------------------------------
@@ -259,7 +268,7 @@ def test_a_send_that_fails_in_transit_is_retried_after_reconciling(
     assert error.maybe_sent is True
     assert error.job_id == request.job_id
     assert classify_transport(provider, error.kind).remediation is Remediation.WAIT_AND_RETRY
-    assert adapter.find_by_reference(request.reference) is None
+    assert adapter.find_by_reference(request.reference, STARTED) is None
 
 
 def test_a_rate_limited_send_says_how_long_to_wait(
@@ -543,7 +552,10 @@ def test_optum_holds_revives_retries_and_lists_attempts(sandbox: SandboxServer) 
 
     sandbox.advance(1)
     wait_for(lambda: adapter.status(failed), lambda s: s.code.startswith(optum_api.STATUS_FAILED))
-    assert adapter.retry(failed).code == optum_api.STATUS_RETRY
+    assert adapter.manual_retry(failed) is ManualRetry.NONE
+    adapter.retry(failed)
+    assert adapter.status(failed).code == optum_api.STATUS_RETRY
+    assert adapter.manual_retry(failed) is ManualRetry.RUNNING
     attempts = adapter.attempts(failed)
     assert [a["attemptNumber"] for a in attempts] == [1, 2]
     assert attempts[1]["isManualRetry"] is True
@@ -556,7 +568,7 @@ def test_optum_holds_revives_retries_and_lists_attempts(sandbox: SandboxServer) 
 def _find(adapter: ProviderAdapter, reference: str) -> ProviderStatus | None:
     """find_by_reference, read again while the provider cannot answer yet."""
     try:
-        return adapter.find_by_reference(reference)
+        return adapter.find_by_reference(reference, STARTED)
     except ProviderTransientError:
         return None
 

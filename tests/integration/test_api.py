@@ -21,7 +21,7 @@ from dispatcher.api import create_app
 from dispatcher.api.app import MAX_REQUEST_BYTES, RedactSecrets
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Job
-from tests.fixtures.documents import make_encrypted_pdf, make_pdf
+from tests.fixtures.documents import make_deep_pdf, make_encrypted_pdf, make_pdf
 from tests.fixtures.stack import Stack
 
 with warnings.catch_warnings():  # starlette prefers httpx2 for its TestClient; httpx works
@@ -145,6 +145,7 @@ def test_a_repeated_idempotency_key_returns_the_same_job(client: TestClient) -> 
         ({"to": "2025550100"}, None, "to", "international format"),
         ({}, [("empty.pdf", b"")], "documents[0]", "empty"),
         ({}, [("locked.pdf", make_encrypted_pdf())], "documents[0]", "encrypted"),
+        ({}, [("deep.pdf", make_deep_pdf())], "documents[0]", "cannot be read"),
         ({}, [("blob.bin", b"\x00\x01\x02\x03binary")], "documents[0]", "is not a type"),
         ({"provider": "telex"}, None, "provider", "Input should be"),
         ({"metadata": "[1, 2]"}, None, "metadata", "JSON object"),

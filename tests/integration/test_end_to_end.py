@@ -222,14 +222,15 @@ def test_a_job_left_mid_send_is_reconciled_and_sent_once(
     # When it is reconciled
     said = sending.reconcile(job_id)
 
-    # Then a send the provider has is followed, a lost one is retried; either way the fax
-    # goes out exactly once and succeeds
+    # Then a send the provider has is followed; one it does not show is looked up again
+    # after the settle delay, then sent anew. Either way the fax goes out exactly once
     if reached_the_provider:
         assert said == f"found the send at the provider as fax {fax_id}"
         assert queries.get_job(job_id)["state"] == "in_progress"
     else:
-        assert said.startswith("not at the provider")
+        assert said.startswith("the answer to attempt 1 was lost")
         assert queries.get_job(job_id)["state"] == "pending"
+        assert queries.attempts(job_id)[0]["unsettled"] is True
     assert state_in(stack, job_id, FINAL)["state"] == "succeeded"
     assert len(stack.sends(job_id)) == 1
     assert len(queries.attempts(job_id)) == (1 if reached_the_provider else 2)

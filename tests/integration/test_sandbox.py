@@ -389,9 +389,105 @@ def test_drop_after_accept_records_the_send_then_drops(
     assert [(s["provider"], s["reference"]) for s in sandbox.sends()] == [(provider, "lost")]
 
 
-def test_bad_fault_settings_are_refused(http: httpx.Client):
-    assert http.put("/_sandbox/faults", json={"error_rate": 2}).status_code == 400
-    assert http.put("/_sandbox/faults", json={"numbers": {"+1202": "boom"}}).status_code == 400
+def send_to(provider: str, http: httpx.Client, number: str, reference: str) -> httpx.Response:
+    """One send through ``provider`` (an Optum token is fetched first)."""
+    if provider == "faxplus":
+        return faxplus_send(http, number, reference=reference)
+    if provider == "interfax":
+        return interfax_send(http, number, reference=reference)
+    return optum_send(http, optum_headers(http), number, reference=reference)
+
+
+@pytest.mark.parametrize("provider", ["faxplus", "interfax", "optum"])
+def test_slow_accept_accepts_the_send_after_the_client_gave_up(
+    sandbox: SandboxServer, provider: str
+):
+    # Given sends to one number that the provider accepts only after two seconds
+    sandbox.faults(numbers={"+12025550100": "slow_accept"}, slow_accept_seconds=2.0)
+
+    # When a client that waits a quarter of that sends (its upload and token calls are quick)
+    with (
+        httpx.Client(base_url=sandbox.url, timeout=0.5) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        send_to(provider, impatient, "+12025550100", "slow")
+
+    # Then the provider still accepts the send once the second is up, as a real one would
+    assert sandbox.sends() == []
+    sent = wait_for(sandbox.sends)
+    assert [(s["provider"], s["reference"]) for s in sent] == [(provider, "slow")]
+    assert sandbox.control("GET", "/faults/injected")["slow_accept"] == 1
+
+
+def test_slow_accept_rate_delays_sends_only(sandbox: SandboxServer, http: httpx.Client):
+    sandbox.faults(slow_accept_rate=1, slow_accept_seconds=0.3)
+    http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH)  # not a send: never slowed
+    started = time.monotonic()
+    assert interfax_send(http, "+12025550100").status_code == 201
+    assert time.monotonic() - started >= 0.3
+    assert sandbox.control("GET", "/faults/injected")["slow_accept"] == 1
+
+
+def test_every_injected_fault_is_counted_by_kind_until_reset(
+    sandbox: SandboxServer, http: httpx.Client
+):
+    # Given one request hit by each kind of request fault
+    sandbox.faults(error_rate=1)
+    assert http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH).status_code == 503
+    sandbox.faults(error_rate=0, rate_limit_rate=1)
+    assert http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH).status_code == 429
+    sandbox.faults(rate_limit_rate=0, drop_rate=1)
+    with pytest.raises(httpx.RemoteProtocolError):
+        http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH)
+    sandbox.faults(drop_rate=0, timeout_rate=1, timeout_seconds=1)
+    with pytest.raises(httpx.ReadTimeout):
+        http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH, timeout=0.2)
+    sandbox.faults(timeout_rate=0)
+    # and one send by each kind of number fault
+    sandbox.faults(
+        numbers={"+12025550100": "drop_after_accept", "+12025550101": "5xx"},
+        slow_accept_rate=1,
+        slow_accept_seconds=0,
+    )
+    with pytest.raises(httpx.RemoteProtocolError):
+        interfax_send(http, "+12025550100")
+    assert interfax_send(http, "+12025550101").status_code == 503
+    assert interfax_send(http, "+12025550102").status_code == 201
+
+    # Then each is counted once by kind (the refused 5xx send was never slow)
+    expected = {"5xx": 2, "429": 1, "timeout": 1, "drop": 1, "drop_after_accept": 1}
+    injected = sandbox.control("GET", "/faults/injected")
+    assert injected == {**dict.fromkeys(injected, 0), **expected, "slow_accept": 2}
+    sandbox.reset()
+    assert set(sandbox.control("GET", "/faults/injected").values()) == {0}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"error_rate": 2},
+        {"numbers": {"+1202": "boom"}},
+        {"slow_accept_rate": 1.5},
+        {"slow_accept_seconds": -1},
+        {"webhook_duplicate_rate": "half"},
+        {"webhook_delay_ms": [10]},
+        {"webhook_delay_ms": -5},
+        {"numbers": {"+12025550100": "webhook_duplicate"}},
+    ],
+)
+def test_bad_fault_settings_are_refused(http: httpx.Client, settings: dict[str, Any]):
+    refused = http.put("/_sandbox/faults", json=settings)
+    assert refused.status_code == 400
+    assert next(iter(settings)) in refused.json()["detail"]
+
+
+def test_new_fault_settings_are_read_back(sandbox: SandboxServer):
+    settings = sandbox.faults(
+        numbers={"2025550100": "slow_accept"}, webhook_delay_ms=[50, 10], webhook_duplicate_rate=0.5
+    )
+    assert settings["numbers"] == {"+12025550100": "slow_accept"}
+    assert (settings["webhook_delay_ms"], settings["webhook_duplicate_rate"]) == ([10, 50], 0.5)
+    assert settings["slow_accept_seconds"] == 5.0
 
 
 # Webhooks ---------------------------------------------------------------------------------
@@ -401,6 +497,7 @@ class _Receiver(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.received.append((self.path, dict(self.headers), body))  # type: ignore[attr-defined]
+        self.server.arrivals.append(time.monotonic())  # type: ignore[attr-defined]
         status = self.server.statuses.pop(0) if self.server.statuses else 200  # type: ignore[attr-defined]
         self.send_response(status)
         self.send_header("Content-Length", "0")
@@ -414,6 +511,7 @@ class _Receiver(BaseHTTPRequestHandler):
 def receiver() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     server.received = []  # type: ignore[attr-defined]
+    server.arrivals = []  # type: ignore[attr-defined]
     server.statuses = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -490,3 +588,48 @@ def test_optum_events_are_signed_and_retried_then_missed(
     ).json()[0]
     assert history["faxStatus"] == "FaxFailed"
     assert history["faxStatusChangeHistory"][-1]["faxStatus"] == "FaxWebhookUpdateFailed"
+
+
+def test_duplicated_webhooks_are_posted_twice_and_counted(
+    sandbox: SandboxServer, http: httpx.Client, receiver: ThreadingHTTPServer
+):
+    # Given every webhook duplicated, an InterFAX callback and an Optum endpoint
+    sandbox.faults(webhook_duplicate_rate=1)
+    http.put("/_sandbox/interfax/callback", json={"url": _url(receiver, "/ifx")})
+    headers = optum_headers(http)
+    endpoint = {"url": _url(receiver, "/opt"), "auth": {"apiKey": {"key": "k"}}}
+    http.post("/optum/fax/webhook/endpoints", json=endpoint, headers=headers)
+
+    # When a fax through each completes
+    interfax_send(http, "+12025550100")
+    optum_send(http, headers, "2025550100")
+    sandbox.advance(1)
+
+    # Then each event arrives twice, byte for byte
+    received = wait_for(lambda: len(receiver.received) == 4 and receiver.received)
+    bodies = sorted((path, body) for path, _, body in received)
+    assert [path for path, _ in bodies] == ["/ifx", "/ifx", "/opt", "/opt"]
+    assert bodies[0] == bodies[1] and bodies[2] == bodies[3]
+    assert sandbox.control("GET", "/faults/injected")["webhook_duplicate"] == 2
+
+
+def test_delayed_webhooks_arrive_late_and_out_of_order(
+    sandbox: SandboxServer, http: httpx.Client, receiver: ThreadingHTTPServer
+):
+    # Given webhooks delayed by 0.2 to 0.8 s and ten faxes that complete together
+    sandbox.faults(webhook_delay_ms=[200, 800])
+    sandbox.freeze()
+    http.put("/_sandbox/interfax/callback", json={"url": _url(receiver, "/ifx")})
+    sent = [interfax_send(http, "+12025550100").headers["location"] for _ in range(10)]
+    ids = [location.rsplit("/", 1)[-1] for location in sent]
+
+    # When they complete
+    completed = time.monotonic()
+    sandbox.advance(1)
+    received = wait_for(lambda: len(receiver.received) == 10 and receiver.received)
+
+    # Then none arrived before the least delay, and not in the order they completed
+    assert min(receiver.arrivals) - completed >= 0.2  # type: ignore[attr-defined]
+    order = [parse_qs(body.decode())["TransactionID"][0] for _, _, body in received]
+    assert sorted(order) == sorted(ids)
+    assert order != ids

@@ -20,6 +20,7 @@ import pytest
 from config.settings import get_settings
 from dispatcher import client
 from dispatcher.clock import utcnow
+from dispatcher.sandbox.persistence import read_state
 from tests.fixtures.documents import make_pdf
 from workers.broker import running_broker_url, stop_embedded_broker
 
@@ -163,3 +164,92 @@ def test_every_procfile_line_starts(tmp_path: Path) -> None:
     output = log.read_text()
     for name in ("api", "worker", "beat", "flower", "sandbox"):
         assert f"{name}.1" in output
+
+
+def read_stack(home: Path) -> dict:
+    return json.loads((home / "stack.json").read_text())
+
+
+def restarted(home: Path, name: str, dead_pid: int) -> dict:
+    """stack.json once it names a new, live process for ``name``; {} until then."""
+    state = read_stack(home)
+    pid = state["processes"][name]["pid"]
+    return state if pid != dead_pid and alive(pid) else {}
+
+
+def submit_and_wait(provider: str) -> str:
+    job_id = client.submit("+12025550100", [("a.pdf", make_pdf())], provider=provider)
+    wait(lambda: client.get(job_id)["state"] == "succeeded", timeout=120)
+    return job_id
+
+
+def test_up_restarts_a_killed_worker_sandbox_and_broker_and_stops_only_when_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAX_")}
+    env["FAX_TIME_SCALE"] = "0.01"
+    output = tmp_path / "up.log"
+    process = subprocess.Popen(
+        [str(BIN / "faxctl"), "up", "--concurrency", "4"],
+        cwd=tmp_path,
+        env=env,
+        stdout=output.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    home = tmp_path / "var"
+    wait(lambda: (home / "stack.json").exists() or process.poll() is not None)
+    state = read_stack(home)
+    pids = {p["pid"] for p in state["processes"].values()}
+    try:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("FAX_HOME", str(home))
+        monkeypatch.setenv("FAX_BROKER_URL", state["broker"])
+        get_settings.cache_clear()
+
+        # Given a worker killed as the OOM killer does
+        worker = state["processes"]["worker"]
+        ready_before = Path(worker["log"]).read_bytes().count(b" ready.")
+        os.kill(worker["pid"], signal.SIGKILL)
+
+        # Then faxctl up says so, restarts it (same log, new pid in stack.json), and it works
+        state = wait(lambda: restarted(home, "worker", worker["pid"]))
+        pids.add(state["processes"]["worker"]["pid"])
+        wait(lambda: Path(worker["log"]).read_bytes().count(b" ready.") > ready_before)
+        assert process.poll() is None
+        assert b"worker" in output.read_bytes() and b"SIGKILL" in output.read_bytes()
+        job_id = submit_and_wait("interfax")
+
+        # Given the sandbox killed once its state file holds that fax
+        sandbox = state["processes"]["sandbox"]
+        sends = httpx.get(f"{sandbox['url']}/_sandbox/sends").json()
+        state_file = home / "sandbox" / "state.pickle"
+        wait(lambda: state_file.exists() and len(read_state(state_file)["sends"]) == len(sends))
+        os.kill(sandbox["pid"], signal.SIGKILL)
+
+        # Then it comes back on the same URL and still knows the fax
+        state = wait(lambda: restarted(home, "sandbox", sandbox["pid"]))
+        pids.add(state["processes"]["sandbox"]["pid"])
+        assert state["processes"]["sandbox"]["url"] == sandbox["url"]
+        wait(lambda: ok(f"{sandbox['url']}/_sandbox/sends"))
+        assert httpx.get(f"{sandbox['url']}/_sandbox/sends").json() == sends
+        fax_id = client.get(job_id)["provider_fax_id"]
+        known = httpx.get(
+            f"{sandbox['url']}/interfax/outbound/faxes/{fax_id}", auth=("sandbox", "sandbox")
+        )
+        assert (known.status_code, known.json()["status"]) == (200, 0)
+
+        # Given the embedded broker killed
+        broker_pid = json.loads((home / "broker" / "broker.json").read_text())["pid"]
+        os.kill(broker_pid, signal.SIGKILL)
+
+        # Then it comes back on the same URL and faxes go through again
+        wait(lambda: running_broker_url(home / "broker") == state["broker"])
+        submit_and_wait("faxplus")
+        state = read_stack(home)
+        pids |= {p["pid"] for p in state["processes"].values()}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(60)
+    assert returncode == 0
+    wait(lambda: not any(alive(pid) for pid in pids), timeout=30)
+    assert running_broker_url(home / "broker") is None
