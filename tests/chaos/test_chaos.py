@@ -41,7 +41,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dispatcher.lifecycle import FINAL_STATES
-from dispatcher.providers.registry import SANDBOX_FAXPLUS_TOKEN, clear_adapters
+from dispatcher.providers.registry import clear_adapters
 from dispatcher.sandbox.scenarios import Scenarios
 from dispatcher.sandbox.server import SandboxServer
 from dispatcher.stack import beat_command
@@ -50,6 +50,7 @@ from dispatcher.store.models import Attempt, Job
 from dispatcher.submission import FaxRequest, submit_many
 from tests.fixtures.database import _new_postgres_database
 from tests.fixtures.documents import make_pdf
+from tests.fixtures.sandbox import register_webhook
 from tests.fixtures.stack import ROOT, TIME_SCALE, Stack, _stack_env, use_env
 from tests.fixtures.webhooks import FAXPLUS_SECRET, INTERFAX_SECRET, OPTUM_SECRET
 from workers.broker import ensure_embedded_broker, stop_embedded_broker
@@ -177,35 +178,12 @@ def _scenario_file(home: Path, numbers: list[str]) -> Path:
 
 def _register_webhooks(sandbox_url: str, api_url: str) -> None:
     """Point each provider's callbacks at our API, as an operator would."""
-    faxplus = httpx.post(
-        f"{sandbox_url}/faxplus/v3/hooks",
-        json={
-            "target": f"{api_url}/v1/webhooks/faxplus?secret={FAXPLUS_SECRET}",
-            "event": "fax_sent",
-        },
-        headers={"Authorization": f"Bearer {SANDBOX_FAXPLUS_TOKEN}"},
-    )
-    faxplus.raise_for_status()
-    httpx.put(
-        f"{sandbox_url}/_sandbox/interfax/callback",
-        json={"url": f"{api_url}/v1/webhooks/interfax?secret={INTERFAX_SECRET}"},
-    ).raise_for_status()
-    token = httpx.post(
-        f"{sandbox_url}/optum/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "sandbox",
-            "client_secret": "sandbox",
-        },
-    ).json()["access_token"]
-    httpx.post(
-        f"{sandbox_url}/optum/fax/webhook/endpoints",
-        json={"url": f"{api_url}/v1/webhooks/optum", "auth": {"apiKey": {"key": OPTUM_SECRET}}},
-        headers={
-            "Authorization": f"Bearer {token}",
-            "X-Optum-Tenant-Id": "00000000-0000-0000-0000-000000000000",
-        },
-    ).raise_for_status()
+    secrets = {"faxplus": FAXPLUS_SECRET, "interfax": INTERFAX_SECRET}
+    for provider in PROVIDERS:
+        query = f"?secret={secrets[provider]}" if provider in secrets else ""
+        register_webhook(
+            sandbox_url, provider, f"{api_url}/v1/webhooks/{provider}{query}", OPTUM_SECRET
+        )
 
 
 @pytest.fixture

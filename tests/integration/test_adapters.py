@@ -48,6 +48,7 @@ from dispatcher.providers.base import (
 from dispatcher.providers.registry import PROVIDERS, build_adapter, clear_adapters, get_adapter
 from dispatcher.sandbox.scenarios import DEFAULT_FILE
 from dispatcher.sandbox.server import SandboxServer
+from tests.fixtures.sandbox import register_webhook
 
 T = TypeVar("T")
 
@@ -462,35 +463,6 @@ def receiver() -> Iterator[Receiver]:
     server.close()
 
 
-def register_webhook(provider: str, sandbox: SandboxServer, url: str) -> None:
-    """Point the provider's callbacks at ``url``, the way an operator would."""
-    if provider == "faxplus":
-        httpx.post(
-            f"{sandbox.url}/faxplus/v3/hooks",
-            json={"target": url, "event": "fax_sent"},
-            headers={"Authorization": "Bearer alohi_pat_sandbox"},
-        ).raise_for_status()
-    elif provider == "interfax":
-        sandbox.control("PUT", "/interfax/callback", json={"url": url})
-    else:
-        token = httpx.post(
-            f"{sandbox.url}/optum/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": "sandbox",
-                "client_secret": "sandbox",
-            },
-        ).json()["access_token"]
-        httpx.post(
-            f"{sandbox.url}/optum/fax/webhook/endpoints",
-            json={"url": url, "auth": {"apiKey": {"key": WEBHOOK_SECRET}}},
-            headers={
-                "Authorization": f"Bearer {token}",
-                optum_api.TENANT_HEADER: OptumSettings().tenant_id,
-            },
-        ).raise_for_status()
-
-
 def test_a_completion_callback_parses_to_the_polled_status(
     adapter: ProviderAdapter,
     provider: str,
@@ -498,7 +470,7 @@ def test_a_completion_callback_parses_to_the_polled_status(
     receiver: Receiver,
 ) -> None:
     # Given callbacks registered with the provider
-    register_webhook(provider, sandbox, receiver.url)
+    register_webhook(sandbox.url, provider, receiver.url, WEBHOOK_SECRET)
 
     # When a fax completes
     fax_id = adapter.send(fax_request(PARTIAL_NUMBER))

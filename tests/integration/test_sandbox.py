@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -491,33 +490,6 @@ def test_new_fault_settings_are_read_back(sandbox: SandboxServer):
 
 
 # Webhooks ---------------------------------------------------------------------------------
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.received.append((self.path, dict(self.headers), body))  # type: ignore[attr-defined]
-        self.server.arrivals.append(time.monotonic())  # type: ignore[attr-defined]
-        status = self.server.statuses.pop(0) if self.server.statuses else 200  # type: ignore[attr-defined]
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.received = []  # type: ignore[attr-defined]
-    server.arrivals = []  # type: ignore[attr-defined]
-    server.statuses = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def _url(receiver: ThreadingHTTPServer, path: str) -> str:

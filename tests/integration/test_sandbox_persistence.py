@@ -7,15 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
 from dispatcher.cli._app import app
@@ -23,7 +20,6 @@ from dispatcher.sandbox.persistence import read_state
 from dispatcher.sandbox.server import SandboxServer
 from tests.integration.test_sandbox import (
     FAXPLUS_AUTH,
-    _Receiver,
     faxplus_send,
     interfax_send,
     interfax_status,
@@ -34,19 +30,6 @@ from tests.integration.test_sandbox import (
 
 TIME_SCALE = 0.01
 FAXPLUS = "/faxplus/v3/accounts/self"
-
-
-@pytest.fixture
-def receiver() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.received = []  # type: ignore[attr-defined]
-    server.arrivals = []  # type: ignore[attr-defined]
-    server.statuses = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def callbacks(receiver: ThreadingHTTPServer) -> list[list[str]]:
