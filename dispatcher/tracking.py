@@ -124,12 +124,14 @@ def apply_status(
     session: Session, job: Job, status: ProviderStatus, *, source: str, read_at: datetime
 ) -> bool:
     """Apply one status reading, taken at ``read_at``, to its job. False when it changes
-    nothing: the job no longer follows that fax, or the reading is older than the job's
-    current attempt (the same fax id, resent by the provider meanwhile)."""
+    nothing: the job no longer follows that fax, or the reading may be older than the
+    provider's taking of the job's current attempt (the same fax id, resent by the
+    provider meanwhile): a reading counts only once the attempt's answer is known and
+    after it came."""
     if job.state != JobState.IN_PROGRESS or job.provider_fax_id != status.fax_id:
         return False
     attempt = _current_attempt(session, job)
-    if attempt is not None and read_at < attempt.started_at:
+    if attempt is not None and read_at < (attempt.submitted_at or attempt.started_at):
         return False
     entry = classify(job.provider, status.code)
     if not entry.known:
@@ -233,7 +235,7 @@ def _ask_provider_retry(session: Session, job: Job, number: int, entry: StatusEn
             )
         # Refused because another reader of the same failure asked first: it is made.
     retry.unsettled = False
-    retry.submitted_at = utcnow()
+    retry.submitted_at = utcnow()  # readings from before now may predate the retry
     return True
 
 
@@ -250,24 +252,25 @@ def _settle_provider_retry(
     session: Session, job: Job, attempt: Attempt, entry: StatusEntry
 ) -> bool | None:
     """A status read while a manual retry's answer is unknown. Returns what applying it
-    came to, or None to apply it as usual (the retry is settled either way then).
+    came to, or None to apply it as usual.
 
-    Only a failure is in doubt: any other status shows the provider at work on the fax.
-    For a failure, the provider's list of attempts says whether the retry was made: if
-    it ended, this failure is its outcome; if it is running, the reading is stale; if it
-    was never made, it is asked for again."""
+    Only a failure is in doubt: any other status shows the provider at work on the fax,
+    so the retry was made. For a failure, the provider's list of attempts says whether it
+    was: if so, this reading may predate it and is dropped, and the retry counts as taken
+    from now on (the next reading tells how it went); if not, it is asked for again."""
+    now = utcnow()
     if entry.outcome is not Outcome.FAILURE:
         attempt.unsettled = False
+        attempt.submitted_at = attempt.submitted_at or now
         return None
     fax_id = str(job.provider_fax_id)
     state = _provider_retry_state(get_adapter(job.provider), fax_id)
-    if state is None or state is ManualRetry.RUNNING:
-        if state is ManualRetry.RUNNING:
-            attempt.unsettled = False
+    if state is None:
         return False
-    if state is ManualRetry.FINISHED:
+    if state is not ManualRetry.NONE:
         attempt.unsettled = False
-        return None
+        attempt.submitted_at = now
+        return False
     session.commit()
     return _ask_provider_retry(session, job, attempt.number, entry)
 

