@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,7 @@ __all__ = [
     "FaxPlusSettings",
     "InterFaxSettings",
     "MaxAgeSettings",
+    "S3Settings",
     "OptumSettings",
     "Settings",
     "get_settings",
@@ -54,6 +56,17 @@ class OptumSettings(BaseModel):
     webhook_secret: SecretStr | None = None
 
 
+class S3Settings(BaseModel):
+    """An S3-compatible object store for the documents (FAX_DOCUMENT_STORE=s3)."""
+
+    bucket: str | None = None
+    prefix: str = "documents/"
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+
 class MaxAgeSettings(BaseModel):
     """How long a job may stay in a state that waits on something else (real seconds),
     before it is moved where an operator sees it: no job waits forever."""
@@ -80,6 +93,11 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None, description="Redis URL; default is the embedded valkey under FAX_HOME."
     )
+    document_store: Literal["database", "s3"] = Field(
+        default="database",
+        description="Where documents' bytes live: the database, or the S3 store FAX_S3__*.",
+    )
+    s3: S3Settings = S3Settings()
     retry_policy_file: Path = Field(
         default=CONFIG_DIR / "retry_policy.toml",
         description="Backoff per provider and code family (TOML).",
@@ -153,7 +171,9 @@ class Settings(BaseSettings):
         return path
 
     @property
-    def documents_dir(self) -> Path:
+    def legacy_documents_dir(self) -> Path:
+        """Where versions before 0.2 kept documents on this host's disk (imported by
+        ``faxctl db upgrade``)."""
         return self.home_dir / "documents"
 
     @property

@@ -1,25 +1,18 @@
-"""Documents: type sniffing, page counting, and the content-addressed store on disk.
-
-The type comes from the bytes, never from the file name. Files are stored once under
-``FAX_HOME/documents/<sha[:2]>/<sha>``: the name is a hash, so no caller-supplied name
-ever reaches the file system.
-"""
+"""Documents: type sniffing and page counting. The type comes from the bytes, never from
+the file name. Where the bytes are kept is ``dispatcher.store.documents``."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
 from dispatcher.errors import ValidationError
 
-__all__ = ["DocumentInfo", "DocumentStore", "inspect_document", "sniff_mime_type"]
+__all__ = ["DocumentInfo", "inspect_document", "sniff_mime_type"]
 
 _SIGNATURES: list[tuple[bytes, str]] = [
     (b"%PDF-", "application/pdf"),
@@ -110,32 +103,3 @@ def inspect_document(content: bytes, field: str = "document") -> DocumentInfo:
     else:
         pages = 1
     return DocumentInfo(hashlib.sha256(content).hexdigest(), mime, len(content), pages)
-
-
-class DocumentStore:
-    """Bytes on disk, addressed by their sha256; writes are atomic and idempotent."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path_for(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise ValueError("not a sha256 hex digest")
-        return self.root / sha256[:2] / sha256
-
-    def put(self, content: bytes) -> str:
-        sha = hashlib.sha256(content).hexdigest()
-        path = self.path_for(sha)
-        if path.exists():
-            return sha
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        return sha
-
-    def get(self, sha256: str) -> bytes:
-        return self.path_for(sha256).read_bytes()

@@ -6,6 +6,7 @@
     ├── JobNotFound
     ├── IllegalTransition        a state change the lifecycle does not allow
     ├── ConfigurationError       settings or policy file that cannot be used
+    ├── DocumentUnavailable      a document's bytes cannot be read (``permanent``: gone)
     └── ProviderError            a provider call failed (provider, kind, job_id)
         ├── ProviderTransientError   connect error, 5xx: retry; the send may have landed
         │   └── ProviderTimeout      read timeout: the send may have landed
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "DocumentUnavailable",
     "FaxError",
     "IdempotencyConflict",
     "IllegalTransition",
@@ -75,6 +77,17 @@ class IllegalTransition(FaxError):
 
 class ConfigurationError(FaxError):
     """Settings or configuration data that cannot be used."""
+
+
+class DocumentUnavailable(FaxError):
+    """A document's bytes cannot be read. ``permanent``: they are gone (the job cannot be
+    sent as it is); otherwise the store cannot answer now (the job waits)."""
+
+    def __init__(self, sha256: str, reason: str, *, permanent: bool = False) -> None:
+        self.sha256 = sha256
+        self.reason = reason
+        self.permanent = permanent
+        super().__init__(f"document {sha256[:12]}: {reason}")
 
 
 class ProviderError(FaxError):

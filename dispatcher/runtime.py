@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from config.settings import get_settings
-from dispatcher.documents import DocumentStore
+from config.settings import Settings, get_settings
 from dispatcher.policy import Policy, load_policy
+from dispatcher.store.documents import DatabaseStore, DocumentStore, ObjectStore
 
 __all__ = ["document_store", "policy"]
 
@@ -23,11 +23,17 @@ def policy() -> Policy:
     return _policy(str(settings.retry_policy_file), settings.time_scale)
 
 
-@cache
-def _document_store(path: Path) -> DocumentStore:
-    return DocumentStore(path)
+_stores: dict[str, DocumentStore] = {}
 
 
-def document_store() -> DocumentStore:
-    """The store under FAX_HOME/documents (one per directory per process)."""
-    return _document_store(get_settings().documents_dir)
+def document_store(settings: Settings | None = None) -> DocumentStore:
+    """The store FAX_DOCUMENT_STORE names, one per configuration per process (an object
+    store client is built once)."""
+    settings = settings or get_settings()
+    key = settings.document_store + settings.s3.model_dump_json()
+    if key not in _stores:
+        if settings.document_store == "s3":
+            _stores[key] = ObjectStore(settings.s3)
+        else:
+            _stores[key] = DatabaseStore()
+    return _stores[key]

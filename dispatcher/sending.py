@@ -37,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, partial
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
@@ -47,7 +47,12 @@ from config.settings import get_settings
 from dispatcher import guards
 from dispatcher.catalogue import classify_transport
 from dispatcher.clock import utcnow
-from dispatcher.errors import ConfigurationError, ProviderError, ProviderRateLimited
+from dispatcher.errors import (
+    ConfigurationError,
+    DocumentUnavailable,
+    ProviderError,
+    ProviderRateLimited,
+)
 from dispatcher.leases import LeaseKeeper
 from dispatcher.lifecycle import FINAL_STATES, JobState, transition, transition_row
 from dispatcher.messaging import MAX_COUNTDOWN, publish_dispatch, redelivery_guard
@@ -78,6 +83,9 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"
 #: Seconds a batch waits for a free send slot before it leaves its remaining jobs to the
 #: tick (the threads pool enforces no task time limit: this bound is the batch's own).
 SLOT_PATIENCE = 60.0
+
+#: Seconds a job waits when the document store cannot answer, before it is tried again.
+STORE_PATIENCE = 60.0
 
 #: Longest a finished send waits for the rest of its wave before it is recorded: an
 #: unrecorded send stays ``dispatching``, where the reconcile would look for it.
@@ -294,9 +302,7 @@ def _claim(
         if hold is None:
             allowed.append(row)
         else:
-            outcomes[row.id] = _on_job(
-                row.id, row.attempt_count + 1, lambda s, job, h=hold: _defer(s, job, h)
-            )
+            outcomes[row.id] = _on_job(row.id, row.attempt_count + 1, partial(_defer, hold=hold))
     return _claim_rows(allowed, documents, task_id, outcomes) if allowed else []
 
 
@@ -304,8 +310,10 @@ def _sendable(
     rows: list[Row[Any]], outcomes: dict[str, str]
 ) -> tuple[list[Row[Any]], dict[str, list[Document]]]:
     """The rows whose provider can be reached and whose documents can be read, with those
-    documents. Each other job is held alone, with the reason, before it takes a line."""
-    problems: dict[str, str] = {}
+    documents, before any takes a line. Each other job is dealt with alone: held with the
+    reason when an operator must act (no credentials, a document gone), left pending a
+    while when the document store cannot answer now."""
+    problems: dict[str, DocumentUnavailable | str] = {}
     for provider in {row.provider for row in rows}:
         try:
             get_adapter(provider)
@@ -315,12 +323,17 @@ def _sendable(
     documents, unreadable = _documents([row for row in rows if row.id not in problems])
     problems.update(unreadable)
     for row in rows:
-        if row.id in problems:
-            reason = problems[row.id]
-            log.warning("job %s: held: %s", row.id, reason)
-            outcomes[row.id] = _on_job(
-                row.id, row.attempt_count + 1, lambda s, job, r=reason: _hold(s, job, r)
-            )
+        problem = problems.get(row.id)
+        if problem is None:
+            continue
+        step: Callable[[Session, Job], str]
+        if isinstance(problem, DocumentUnavailable) and not problem.permanent:
+            reason = f"the document store cannot answer: {problem.reason}"
+            step = partial(_defer, hold=guards.Hold(reason, wait=STORE_PATIENCE))
+        else:
+            log.warning("job %s: held: cannot be sent: %s", row.id, problem)
+            step = partial(_hold, reason=f"cannot be sent: {problem}")
+        outcomes[row.id] = _on_job(row.id, row.attempt_count + 1, step)
     return [row for row in rows if row.id not in problems], documents
 
 
@@ -403,23 +416,23 @@ def _attempt_row(row: Row[Any], task_id: str | None, started: datetime) -> dict[
     }
 
 
-def _documents(rows: list[Row[Any]]) -> tuple[dict[str, list[Document]], dict[str, str]]:
+def _documents(
+    rows: list[Row[Any]],
+) -> tuple[dict[str, list[Document]], dict[str, DocumentUnavailable | str]]:
     """Each job's documents (after a partial send, only the pages not yet delivered),
     and why a job's documents cannot be read, for the jobs whose cannot."""
-    store = document_store()
     documents: dict[str, list[Document]] = defaultdict(list)
-    unreadable: dict[str, str] = {}
+    unreadable: dict[str, DocumentUnavailable | str] = {}
     if not rows:
         return documents, unreadable
     with get_engine().connect() as connection:
         stored = connection.execute(_DOCUMENTS, {"ids": [row.id for row in rows]}).all()
+        contents, failures = _load(connection, {sha for *_, sha in stored})
     for job_id, name, mime_type, sha in stored:
-        if job_id in unreadable:
-            continue
-        try:
-            documents[job_id].append(Document(name, mime_type, store.get(sha)))
-        except OSError as exc:
-            unreadable[job_id] = f"document {name!r} cannot be read: {exc.strerror or exc}"
+        if sha in failures:
+            unreadable[job_id] = failures[sha]
+        elif job_id not in unreadable:
+            documents[job_id].append(Document(name, mime_type, contents[sha]))
     for row in rows:
         if row.id in unreadable:
             continue
@@ -430,6 +443,26 @@ def _documents(rows: list[Row[Any]]) -> tuple[dict[str, list[Document]], dict[st
             if remaining is not None:
                 documents[row.id] = [remaining]
     return documents, unreadable
+
+
+def _load(
+    connection: Connection, shas: set[str]
+) -> tuple[dict[str, bytes], dict[str, DocumentUnavailable]]:
+    """The documents' bytes in one read; if one cannot be read, each alone, so only
+    the jobs that send it are held back."""
+    store = document_store()
+    try:
+        return store.load(connection, shas), {}
+    except DocumentUnavailable:
+        pass
+    contents: dict[str, bytes] = {}
+    failures: dict[str, DocumentUnavailable] = {}
+    for sha in shas:
+        try:
+            contents.update(store.load(connection, [sha]))
+        except DocumentUnavailable as exc:
+            failures[sha] = exc
+    return contents, failures
 
 
 def _send(claim: _Claim) -> _Sent | str:

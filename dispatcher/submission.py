@@ -21,12 +21,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
 from dispatcher.clock import utcnow
-from dispatcher.documents import DocumentInfo, DocumentStore
+from dispatcher.documents import DocumentInfo
 from dispatcher.errors import IdempotencyConflict
 from dispatcher.lifecycle import JobState
 from dispatcher.messaging import publish_dispatch, redelivery_guard
+from dispatcher.runtime import document_store
 from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import Document, Job, JobDocument
 from dispatcher.validation import ValidFax, validate_fax
@@ -121,12 +121,11 @@ def _taken(session: Session, keys: list[str]) -> dict[str, tuple[str, str]]:
     return {key: (job_id, stored) for key, job_id, stored in session.execute(query)}
 
 
-def _store_documents(session: Session, faxes: Iterable[ValidFax], store: DocumentStore) -> None:
-    """Write each distinct document once, on disk and as a row (concurrent producers race
-    here harmlessly: the insert skips rows that already exist)."""
+def _store_documents(session: Session, faxes: Iterable[ValidFax]) -> None:
+    """Write each distinct document once, its bytes to the document store and its row,
+    in the jobs' transaction (concurrent producers race here harmlessly: the inserts skip
+    rows that already exist)."""
     infos = {info.sha256: (content, info) for fax in faxes for _, content, info in fax.documents}
-    for content, _ in infos.values():
-        store.put(content)
     rows = [
         {
             "sha256": sha,
@@ -139,6 +138,7 @@ def _store_documents(session: Session, faxes: Iterable[ValidFax], store: Documen
     ]
     upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(upsert(Document).values(rows).on_conflict_do_nothing())
+    document_store().save(session.connection(), {sha: c for sha, (c, _) in infos.items()})
 
 
 def validate(
@@ -182,7 +182,6 @@ def submit_valid(
     beat tick dispatches them in batches. That suits a bulk load (a message per job costs
     about a millisecond), and loses nothing: the rows are committed before anything else.
     """
-    settings = get_settings()
     engine = get_engine()
     hashes = [_request_hash(fax) for _, fax in items]
     keys = [key for key, _ in items if key]
@@ -190,9 +189,7 @@ def submit_valid(
     first_try = now + redelivery_guard() if publish else now
     try:
         with session_scope(engine) as session:
-            _store_documents(
-                session, (fax for _, fax in items), DocumentStore(settings.documents_dir)
-            )
+            _store_documents(session, (fax for _, fax in items))
             taken = _taken(session, keys) if keys else {}
             results: list[Submitted] = []
             jobs: list[dict[str, Any]] = []

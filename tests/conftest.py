@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.sandbox",
     "tests.fixtures.webhooks",
+    "tests.fixtures.objectstore",
 ]
 
 

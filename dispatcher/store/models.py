@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -30,6 +31,7 @@ __all__ = [
     "Attempt",
     "Base",
     "Document",
+    "DocumentContent",
     "Job",
     "JobDocument",
     "StatusEvent",
@@ -82,6 +84,15 @@ class Document(Base):
     size: Mapped[int] = mapped_column(Integer)
     page_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DocumentContent(Base):
+    """A document's bytes, when the database is the document store (the default)."""
+
+    __tablename__ = "document_contents"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Job(Base):

@@ -19,7 +19,7 @@ from dispatcher.cli import app
 from dispatcher.clock import utcnow
 from dispatcher.scheduler import tick
 from dispatcher.store.db import get_engine
-from dispatcher.store.models import Document, Job, JobDocument
+from dispatcher.store.models import Document, DocumentContent, Job, JobDocument
 from tests.fixtures.documents import make_pdf
 
 BAD_ROWS = {7: "12345", 50: "+1202", 120: "+19005550123", 299: ""}
@@ -124,8 +124,7 @@ def test_a_file_that_is_not_utf8_changes_nothing(broker_queue: redis.Redis, tmp_
 
     assert result.exit_code == 2
     assert "line 22 is not UTF-8" in result.stderr
-    assert (count(Job), count(Document)) == (0, 0)
-    assert not get_settings().documents_dir.exists()
+    assert (count(Job), count(Document), count(DocumentContent)) == (0, 0, 0)
 
 
 def test_a_rerun_with_a_changed_document_rejects_each_row_as_a_conflict(

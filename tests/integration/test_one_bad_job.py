@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import delete, event, select, update
 
 from config.settings import get_settings
 from dispatcher import guards, operations, queries, sending, tracking, watchdog
@@ -20,9 +20,8 @@ from dispatcher.clock import utcnow
 from dispatcher.errors import ValidationError
 from dispatcher.lifecycle import JobState, transition
 from dispatcher.providers.registry import clear_adapters, get_adapter
-from dispatcher.runtime import document_store
 from dispatcher.store.db import get_engine, session_scope
-from dispatcher.store.models import Job, JobDocument
+from dispatcher.store.models import DocumentContent, Job, JobDocument
 from dispatcher.submission import FaxRequest, submit, submit_many
 from dispatcher.validation import MAX_DOCUMENT_BYTES, validate_fax
 from tests.fixtures.documents import make_pdf
@@ -59,16 +58,16 @@ def test_a_job_whose_document_is_missing_is_held_alone_and_its_batch_goes_on(
     )
     with session_scope() as session:
         sha = session.scalars(select(JobDocument.sha256).where(JobDocument.job_id == bad)).one()
-    document_store().path_for(sha).unlink()
+        session.execute(delete(DocumentContent).where(DocumentContent.sha256 == sha))
 
     # When the batch is dispatched
     said = sending.dispatch([(good, 1), (bad, 1), (other, 1)])
 
     # Then the bad job is held with the reason, and the others are sent
-    assert said[bad].startswith("held: document 'a.pdf' cannot be read")
+    assert said[bad].startswith("held: cannot be sent: document")
     job = queries.get_job(bad)
     assert (job["state"], job["attempts"]) == ("held", 0)
-    assert "cannot be read" in job["reason"]
+    assert "missing from the database" in job["reason"]
     for job_id in (good, other):
         assert said[job_id].startswith("sent as")
         assert stack.wait_for(lambda j=job_id: _state(j) in FINAL) and _state(job_id) == "succeeded"

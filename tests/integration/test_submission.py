@@ -12,7 +12,7 @@ from config.settings import get_settings
 from dispatcher import client
 from dispatcher.errors import IdempotencyConflict, ValidationError
 from dispatcher.store.db import session_scope
-from dispatcher.store.models import Job
+from dispatcher.store.models import DocumentContent, Job
 from tests.fixtures.documents import make_encrypted_pdf, make_pdf
 
 
@@ -69,14 +69,19 @@ def test_an_oversized_document_is_refused() -> None:
     assert job_count() == 0
 
 
-def test_document_names_cannot_escape_the_documents_directory() -> None:
+def test_a_document_is_kept_in_the_database_and_nothing_on_this_hosts_disk() -> None:
+    # Given a document whose name tries to reach outside any folder
     pdf = make_pdf()
     home = get_settings().home_dir
     job_id = client.submit("+12025550100", [("../../../../tmp/evil.pdf", pdf)])
-    stored = [p for p in home.rglob("*") if p.is_file() and p.suffix != ".db"]
-    digest = hashlib.sha256(pdf).hexdigest()
-    assert [p.relative_to(home) for p in stored if "fax.db" not in p.name] == [
-        Path("documents") / digest[:2] / digest
+
+    # Then its bytes are in the database, once, and no file was written for it
+    with session_scope() as session:
+        kept = session.execute(select(DocumentContent.sha256, DocumentContent.content)).all()
+    assert [(sha, bytes(content)) for sha, content in kept] == [
+        (hashlib.sha256(pdf).hexdigest(), pdf)
     ]
+    written = [p.name for p in home.rglob("*") if p.is_file() and not p.name.startswith("fax.db")]
+    assert written == []
     assert not Path("/tmp/evil.pdf").exists()
     assert client.get(job_id)["state"] == "pending"
