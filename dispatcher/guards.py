@@ -110,7 +110,7 @@ _BREAKER_THEN_LINE = (
 local answers = {}
 for i = 0, #KEYS / 3 - 1 do
   local k, a = 3 * i, 4 * i
-  local allowed = breaker_allows(KEYS[k + 1], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+  local allowed = breaker_allows(KEYS[k + 1], clock(ARGV[a + 1]), tonumber(ARGV[a + 2]))
   answers[2 * i + 1] = allowed
   answers[2 * i + 2] = 0
   if allowed == 1 then

@@ -1,19 +1,19 @@
 """A per-provider circuit breaker whose state lives in Redis, shared by all workers.
 
 One hash per provider holds ``state``, ``failures`` (consecutive), ``opened_at`` and, while a
-half-open probe is out, ``probe_until``. All times come from the injected ``now`` clock and
-are passed to the scripts, so the breaker never mixes clocks and tests need not sleep.
+half-open probe is out, ``probe_until``. All times come from the Redis server's clock, the
+one every host shares (``dispatcher.resilience.clock``); tests inject their own ``now``.
 The probe claim expires after ``cooldown``: a probe whose worker died does not block forever.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import redis
+
+from dispatcher.resilience.clock import CLOCK_LUA, Clock, clock_arg, read_clock
 
 __all__ = ["ALLOWS_LUA", "BreakerState", "BreakerStatus", "CircuitBreaker"]
 
@@ -37,7 +37,9 @@ class BreakerStatus:
 
 #: Lua: 1 when this caller may call the provider (closed, or the one half-open probe after
 #: the cooldown), else 0. A function, so a combined check (``guards``) can call it too.
-ALLOWS_LUA = """
+ALLOWS_LUA = (
+    CLOCK_LUA
+    + """
 local function breaker_allows(key, now, cooldown)
   local state = redis.call('HGET', key, 'state')
   if not state or state == 'closed' then return 1 end
@@ -49,19 +51,23 @@ local function breaker_allows(key, now, cooldown)
   return 1
 end
 """
+)
 
 # KEYS[1] breaker hash; ARGV now, cooldown.
-_ALLOW = ALLOWS_LUA + "return breaker_allows(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))"
+_ALLOW = ALLOWS_LUA + "return breaker_allows(KEYS[1], clock(ARGV[1]), tonumber(ARGV[2]))"
 
 # KEYS[1] breaker hash; ARGV now, threshold.
-_FAILURE = """
+_FAILURE = (
+    CLOCK_LUA
+    + """
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'half_open' or (state ~= 'open' and failures >= tonumber(ARGV[2])) then
-  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', string.format('%.17g', clock(ARGV[1])))
   redis.call('HDEL', KEYS[1], 'probe_until')
 end
 """
+)
 
 
 class CircuitBreaker:
@@ -77,7 +83,7 @@ class CircuitBreaker:
         *,
         threshold: int = 5,
         cooldown: float = 60.0,
-        now: Callable[[], float] = time.time,
+        now: Clock = None,
         prefix: str = "fax:breaker",
     ) -> None:
         if threshold < 1 or cooldown <= 0:
@@ -97,7 +103,7 @@ class CircuitBreaker:
 
     def allow_args(self) -> list[str]:
         """ARGV of ``ALLOWS_LUA`` for this breaker: now, cooldown."""
-        return [repr(self.now()), repr(self.cooldown)]
+        return [clock_arg(self.now), repr(self.cooldown)]
 
     def record_success(self) -> None:
         """Any success closes the breaker and forgets the failures."""
@@ -105,7 +111,7 @@ class CircuitBreaker:
 
     def record_failure(self) -> None:
         """Count a consecutive failure; open at the threshold, or re-open a failed probe."""
-        self._failure(keys=[self.key], args=[repr(self.now()), self.threshold])
+        self._failure(keys=[self.key], args=[clock_arg(self.now), self.threshold])
 
     def status(self) -> BreakerStatus:
         """A snapshot for operators and for scheduling the next try (``retry_in``)."""
@@ -115,7 +121,7 @@ class CircuitBreaker:
         retry_in = 0.0
         if state is not BreakerState.CLOSED and opened_at is not None:
             until = max(opened_at + self.cooldown, float(raw.get("probe_until", 0)))
-            retry_in = max(0.0, until - self.now())
+            retry_in = max(0.0, until - read_clock(self.client, self.now))
         return BreakerStatus(
             provider=self.provider,
             state=state,

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 
 import redis
+
+from dispatcher.resilience.clock import CLOCK_LUA, Clock, clock_arg
 
 __all__ = ["TokenBucket"]
 
 # KEYS[1] bucket hash; ARGV rate, burst, now, tokens wanted, ttl ms. Returns the wait as text
 # (Lua numbers would be truncated to integers on the way back).
-_ACQUIRE = """
+_ACQUIRE = (
+    CLOCK_LUA
+    + """
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local now, want = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, want = clock(ARGV[3]), tonumber(ARGV[4])
 local saved = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(saved[1]) or burst
 local at = tonumber(saved[2]) or now
@@ -29,13 +31,15 @@ redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return string.format('%.17g', wait)
 """
+)
 
 
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; all clients of a key share it.
 
-    The refill time only moves forward, so two processes whose clocks differ slightly never
-    refill the same interval twice. An idle bucket expires once it would be full anyway.
+    Time is the Redis server's (tests inject ``now``), and the refill time only moves
+    forward, so no two hosts refill the same interval twice. An idle bucket expires once it
+    would be full anyway.
     """
 
     def __init__(
@@ -45,7 +49,7 @@ class TokenBucket:
         *,
         rate: float,
         burst: float,
-        now: Callable[[], float] = time.time,
+        now: Clock = None,
     ) -> None:
         if rate <= 0 or burst <= 0:
             raise ValueError("rate and burst must be > 0")
@@ -60,5 +64,5 @@ class TokenBucket:
         """Take ``tokens`` and return 0.0, or take nothing and return the seconds to wait."""
         if not 0 < tokens <= self.burst:
             raise ValueError(f"tokens must be in (0, burst={self.burst}]")
-        args = [repr(self.rate), repr(self.burst), repr(self.now()), repr(tokens), self._ttl_ms]
+        args = [repr(self.rate), repr(self.burst), clock_arg(self.now), repr(tokens), self._ttl_ms]
         return float(self._acquire(keys=[self.key], args=args))

@@ -287,3 +287,24 @@ def test_a_blocked_number_is_not_taken_and_says_for_how_long(client: redis.Redis
     assert not other and other.blocked == 0.0  # held, not blocked
     lines.block("+12025550102", 0.1)
     wait_until(lambda: bool(lines.acquire("+12025550102", "job-e")))
+
+
+def test_without_a_clock_of_their_own_breakers_and_buckets_keep_the_servers_time(
+    client: redis.Redis,
+) -> None:
+    # Given a breaker and a bucket as the workers build them: no clock injected
+    breaker = CircuitBreaker(client, "faxplus", threshold=1, cooldown=60)
+    bucket = TokenBucket(client, "fax:rate:test", rate=1.0, burst=1.0)
+
+    # When the breaker opens and the bucket is used
+    breaker.record_failure()
+    bucket.acquire()
+
+    # Then the times they keep are the Redis server's, the clock every host shares
+    seconds, micros = client.time()
+    server_now = seconds + micros / 1e6
+    opened_at = float(client.hget(breaker.key, "opened_at") or 0)
+    refilled_at = float(client.hget(bucket.key, "at") or 0)
+    assert abs(opened_at - server_now) < 1 and abs(refilled_at - server_now) < 1
+    assert 59 < breaker.status().retry_in <= 60
+    assert not breaker.allow()
