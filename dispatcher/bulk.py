@@ -4,8 +4,14 @@ The first pass reads the whole file once: it hashes the bytes, decodes them as U
 checks every row, and spools the rows that passed to a temporary file, so a million rows
 never sit in memory as Python objects. Nothing is written before that pass ends, so a
 file that cannot be used changes nothing. The second pass submits the spooled rows in
-chunks with the idempotency key ``bulk:<sha256 of the file>[:16]:<row>``: running the
-same file again, after a crash or Ctrl-C, submits only what is not in the database yet.
+chunks, each row with an idempotency key: its ``key`` cell when the file has that column,
+else a hash of what the row asks for (number, provider, document, send time, metadata).
+Running a file again, after a crash, Ctrl-C, or fixing its rejected rows, therefore
+submits only the rows not in yet. (Two rows asking for the very same fax are one fax;
+give them keys to send it twice.)
+
+Documents come from a folder (``faxctl bulk`` on a host with the files) or from an upload
+(``POST /v1/batches``); both name them in the ``document`` column.
 
 Row numbers are what a spreadsheet shows: the header is row 1, the first data row is
 row 2, and blank rows count (they are skipped, not rejected).
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import pickle
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -29,15 +36,28 @@ from dispatcher.errors import IdempotencyConflict, ValidationError
 from dispatcher.submission import submit_valid
 from dispatcher.validation import ValidFax, validate_fax
 
-__all__ = ["COLUMNS", "BulkPlan", "ChunkResult", "RowError", "check_csv", "submit_plan"]
+__all__ = [
+    "COLUMNS",
+    "BulkPlan",
+    "ChunkResult",
+    "FolderDocuments",
+    "RowError",
+    "UploadedDocuments",
+    "check_csv",
+    "check_stream",
+    "submit_plan",
+]
 
 #: Columns with a meaning; ``meta_<name>`` columns become metadata ``<name>``.
-COLUMNS = ("to", "provider", "document", "send_at")
+COLUMNS = ("to", "provider", "document", "send_at", "key")
 META_PREFIX = "meta_"
 CHUNK_SIZE = 1000
+MAX_KEY = 200
 _Doc = tuple[str, bytes, DocumentInfo]
-#: row, document key, and the checked fax's fields but its documents
-_SpooledRow = tuple[int, str, str, Provider, datetime | None, Mapping[str, str], Mapping[str, Any]]
+#: row, idempotency key, document key, and the checked fax's fields but its documents
+_SpooledRow = tuple[
+    int, str, str, str, Provider, datetime | None, Mapping[str, str], Mapping[str, Any]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,20 +85,18 @@ class _Columns:
     provider: int | None
     document: int | None
     send_at: int | None
+    key: int | None
     meta: tuple[tuple[str, int], ...]
     ignored: tuple[str, ...]
 
 
 class _Documents:
-    """Each distinct document read and inspected once, however many rows name it.
+    """Each distinct document read and inspected once, however many rows name it."""
 
-    A path in the CSV is relative to the CSV's folder and must stay inside it; the
-    ``--document`` path comes from whoever runs the command and may be anywhere.
-    """
+    #: whether a row with no document cell has a document to send
+    has_default: bool = False
 
-    def __init__(self, folder: Path, default: Path | None) -> None:
-        self.folder = folder.resolve()
-        self.default = default
+    def __init__(self) -> None:
         self.inspections: dict[bytes, DocumentInfo] = {}
         self._loaded: dict[str, _Doc | ValidationError] = {}
 
@@ -95,6 +113,28 @@ class _Documents:
         return found
 
     def _load(self, cell: str) -> _Doc:
+        name, content = self._read(cell)
+        info = inspect_document(content, "document")
+        self.inspections[content] = info
+        return name, content, info
+
+    def _read(self, cell: str) -> tuple[str, bytes]:
+        """The document a cell names (empty: the default), as (name, bytes)."""
+        raise NotImplementedError
+
+
+class FolderDocuments(_Documents):
+    """Documents on this host: a path in the CSV is relative to the CSV's folder and must
+    stay inside it; the ``--document`` path comes from whoever runs the command and may
+    be anywhere."""
+
+    def __init__(self, folder: Path, default: Path | None) -> None:
+        super().__init__()
+        self.folder = folder.resolve()
+        self.default = default
+        self.has_default = default is not None
+
+    def _read(self, cell: str) -> tuple[str, bytes]:
         if cell:
             path = (self.folder / cell).resolve()
             if not path.is_relative_to(self.folder):
@@ -106,19 +146,38 @@ class _Documents:
                 "document", "no document in this row and no default document given"
             )
         try:
-            content = path.read_bytes()
+            return path.name, path.read_bytes()
         except OSError as exc:
             raise ValidationError("document", f"{cell or str(path)!r}: {exc.strerror}") from None
-        info = inspect_document(content, "document")
-        self.inspections[content] = info
-        return path.name, content, info
+
+
+class UploadedDocuments(_Documents):
+    """Documents uploaded with the CSV, by file name. A row with no document cell sends
+    ``default`` (the name of one of them; by default, the only one uploaded)."""
+
+    def __init__(self, files: Mapping[str, bytes], default: str | None = None) -> None:
+        super().__init__()
+        self.files = dict(files)
+        if default is None and len(self.files) == 1:
+            default = next(iter(self.files))
+        self.default = default
+        self.has_default = default is not None
+
+    def _read(self, cell: str) -> tuple[str, bytes]:
+        if not cell and self.default is not None:
+            cell = self.default
+        if cell not in self.files:
+            raise ValidationError(
+                "document", f"{cell!r} was not uploaded with the rows" if cell else "no document"
+            )
+        return cell, self.files[cell]
 
 
 @dataclass
 class BulkPlan:
     """The outcome of the checking pass: what was wrong, and a spool of what was not."""
 
-    path: Path
+    name: str
     sha256: str
     rows: int  # data rows that were not blank
     blank: int
@@ -127,10 +186,6 @@ class BulkPlan:
     ignored_columns: tuple[str, ...]
     _spool: IO[bytes] = field(repr=False)
     _documents: _Documents = field(repr=False)
-
-    def key(self, row: int) -> str:
-        """The idempotency key of a row: the same file gives the same keys."""
-        return f"bulk:{self.sha256[:16]}:{row}"
 
     def close(self) -> None:
         self._spool.close()
@@ -166,6 +221,7 @@ def _columns(header: list[str], name: str, has_default_document: bool) -> _Colum
         provider=index.get("provider"),
         document=index.get("document"),
         send_at=index.get("send_at"),
+        key=index.get("key"),
         meta=meta,
         ignored=tuple(
             n or f"(unnamed column {i + 1})"
@@ -216,12 +272,16 @@ def _send_at(text: str) -> datetime | None:
 
 def _check_row(
     cells: list[str], columns: _Columns, documents: _Documents, provider: str | None
-) -> tuple[str, ValidFax]:
-    """The row's document key and its validated fax; raises ``ValidationError``."""
+) -> tuple[str, str, ValidFax]:
+    """The row's idempotency key, document cell and validated fax; raises
+    ``ValidationError``."""
     if len(cells) > columns.width:
         raise ValidationError(
             "row", f"{len(cells)} values but the header has {columns.width} columns"
         )
+    key = _cell(cells, columns.key)
+    if len(key) > MAX_KEY:
+        raise ValidationError("key", f"at most {MAX_KEY} characters")
     document = _cell(cells, columns.document)
     name, content, _ = documents.get(document)
     fax = validate_fax(
@@ -232,7 +292,19 @@ def _check_row(
         {key: cells[i] for key, i in columns.meta if i < len(cells) and cells[i]},
         inspections=documents.inspections,
     )
-    return document, fax
+    return f"bulk:key:{key}" if key else _content_key(fax), document, fax
+
+
+def _content_key(fax: ValidFax) -> str:
+    """A row's key from what it asks for: the same fax asked again is the same key."""
+    asked = [
+        fax.to,
+        fax.provider.value,
+        [info.sha256 for _, _, info in fax.documents],
+        fax.send_at.isoformat() if fax.send_at else None,
+        sorted(fax.metadata.items()),
+    ]
+    return "bulk:" + hashlib.sha256(json.dumps(asked).encode()).hexdigest()[:40]
 
 
 def check_csv(
@@ -242,17 +314,32 @@ def check_csv(
     provider: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> BulkPlan:
-    """Read and check every row of ``path``; raises ``ValidationError`` if the file as a
-    whole cannot be used. ``progress`` is called now and then with the bytes read so far."""
-    name = path.name
+    """Read and check every row of ``path``, its documents in its folder; raises
+    ``ValidationError`` if the file as a whole cannot be used. ``progress`` is called now
+    and then with the bytes read so far."""
     try:
         handle = path.open("rb")
     except OSError as exc:
-        raise ValidationError(name, exc.strerror or "cannot be read") from None
+        raise ValidationError(path.name, exc.strerror or "cannot be read") from None
+    with handle:
+        return check_stream(
+            handle, path.name, FolderDocuments(path.parent, document), provider, progress
+        )
+
+
+def check_stream(
+    handle: BinaryIO,
+    name: str,
+    documents: _Documents,
+    provider: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    first_row: int = 1,
+) -> BulkPlan:
+    """Check every row of a CSV read from ``handle`` (``first_row``: the header's row
+    number in the whole file, for a file uploaded in parts)."""
     spool = tempfile.TemporaryFile(prefix="faxctl-bulk-")  # noqa: SIM115  (the plan closes it)
     try:
-        with handle:
-            plan = _check(handle, path, spool, document, provider, progress)
+        plan = _check(handle, name, spool, documents, provider, progress, first_row)
     except BaseException:
         spool.close()
         raise
@@ -262,19 +349,18 @@ def check_csv(
 
 def _check(
     handle: BinaryIO,
-    path: Path,
+    name: str,
     spool: IO[bytes],
-    document: Path | None,
+    documents: _Documents,
     provider: str | None,
     progress: Callable[[int], None] | None,
+    first_row: int,
 ) -> BulkPlan:
-    name = path.name
-    documents = _Documents(path.parent, document)
-    if document is not None:
+    if documents.has_default:
         documents.get("")  # an unusable default fails the file, not each of its rows
     lines = _HashingLines(handle, name)
     reader = csv.reader(lines)
-    records = enumerate(reader, start=1)
+    records = enumerate(reader, start=first_row)
     rejected: list[RowError] = []
     rows = blank = valid = 0
     batch: list[_SpooledRow] = []
@@ -282,7 +368,7 @@ def _check(
         header = next((record for _, record in records if any(c.strip() for c in record)), None)
         if header is None:
             raise ValidationError(name, "the file is empty: it needs a header row")
-        columns = _columns(header, name, document is not None)
+        columns = _columns(header, name, documents.has_default)
         for row_number, record in records:
             cells = [cell.strip() for cell in record]
             if not any(cells):
@@ -290,12 +376,12 @@ def _check(
                 continue
             rows += 1
             try:
-                doc_key, fax = _check_row(cells, columns, documents, provider)
+                key, doc_key, fax = _check_row(cells, columns, documents, provider)
             except ValidationError as exc:
                 rejected.append(RowError(row_number, str(exc)))
                 continue
             valid += 1
-            batch.append(_spooled_row(row_number, doc_key, fax))
+            batch.append(_spooled_row(row_number, key, doc_key, fax))
             if len(batch) == CHUNK_SIZE:
                 pickle.dump(batch, spool, pickle.HIGHEST_PROTOCOL)
                 batch = []
@@ -310,7 +396,7 @@ def _check(
     if progress is not None:
         progress(lines.bytes_read)
     return BulkPlan(
-        path,
+        name,
         lines.digest.hexdigest(),
         rows,
         blank,
@@ -322,12 +408,12 @@ def _check(
     )
 
 
-def _spooled_row(row: int, doc_key: str, fax: ValidFax) -> _SpooledRow:
+def _spooled_row(row: int, key: str, doc_key: str, fax: ValidFax) -> _SpooledRow:
     """A checked row as plain values: they pickle fast, and the document bytes stay out."""
-    return row, doc_key, fax.to, fax.provider, fax.send_at, fax.metadata, fax.options
+    return row, key, doc_key, fax.to, fax.provider, fax.send_at, fax.metadata, fax.options
 
 
-def _spooled(plan: BulkPlan) -> Iterator[list[tuple[int, ValidFax]]]:
+def _spooled(plan: BulkPlan) -> Iterator[list[tuple[int, str, ValidFax]]]:
     documents = plan._documents
     while True:
         try:
@@ -335,23 +421,27 @@ def _spooled(plan: BulkPlan) -> Iterator[list[tuple[int, ValidFax]]]:
         except EOFError:
             return
         yield [
-            (row, ValidFax(to, provider, (documents.get(doc_key),), send_at, metadata, options))
-            for row, doc_key, to, provider, send_at, metadata, options in batch
+            (
+                row,
+                key,
+                ValidFax(to, provider, (documents.get(doc_key),), send_at, metadata, options),
+            )
+            for row, key, doc_key, to, provider, send_at, metadata, options in batch
         ]
 
 
-def _submit_chunk(plan: BulkPlan, chunk: list[tuple[int, ValidFax]]) -> ChunkResult:
-    items = [(plan.key(row), fax) for row, fax in chunk]
+def _submit_chunk(chunk: list[tuple[int, str, ValidFax]], batch_id: str | None) -> ChunkResult:
+    items = [(key, fax) for _, key, fax in chunk]
     try:
-        results = submit_valid(items, publish=False)
+        results = submit_valid(items, publish=False, batch_id=batch_id)
     except IdempotencyConflict:
         # Rare: a document or default changed since an earlier run of this very file.
         # Submit row by row so only the conflicting rows are rejected.
         accepted = duplicates = 0
         rejected = []
-        for (row, _), item in zip(chunk, items, strict=True):
+        for (row, _, _), item in zip(chunk, items, strict=True):
             try:
-                created = submit_valid([item], publish=False)[0].created
+                created = submit_valid([item], publish=False, batch_id=batch_id)[0].created
             except IdempotencyConflict as exc:
                 rejected.append(RowError(row, f"{exc} (did a document change since?)"))
                 continue
@@ -362,12 +452,12 @@ def _submit_chunk(plan: BulkPlan, chunk: list[tuple[int, ValidFax]]) -> ChunkRes
     return ChunkResult(len(chunk), accepted, len(results) - accepted, [])
 
 
-def submit_plan(plan: BulkPlan) -> Iterator[ChunkResult]:
-    """Submit the checked rows, one committed chunk at a time.
+def submit_plan(plan: BulkPlan, batch_id: str | None = None) -> Iterator[ChunkResult]:
+    """Submit the checked rows, one committed chunk at a time, as jobs of ``batch_id``.
 
     The jobs are committed with no broker message: they are due at once and the beat tick
     dispatches them in batches. Stopping between chunks (a crash, Ctrl-C, or simply not
     iterating further) loses nothing, and a re-run of the same file skips what is done.
     """
     for chunk in _spooled(plan):
-        yield _submit_chunk(plan, chunk)
+        yield _submit_chunk(chunk, batch_id)

@@ -4,6 +4,7 @@
     ├── ValidationError          bad input; nothing was written (field, reason)
     ├── IdempotencyConflict      same idempotency key, different content
     ├── JobNotFound
+    ├── BatchNotFound
     ├── IllegalTransition        a state change the lifecycle does not allow
     ├── ConfigurationError       settings or policy file that cannot be used
     ├── DocumentUnavailable      a document's bytes cannot be read (``permanent``: gone)
@@ -21,6 +22,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BatchNotFound",
     "ConfigurationError",
     "DocumentUnavailable",
     "FaxError",
@@ -63,6 +65,12 @@ class JobNotFound(FaxError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"no job {job_id}")
+
+
+class BatchNotFound(FaxError):
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(f"no batch {batch_id}")
 
 
 class IllegalTransition(FaxError):

@@ -37,6 +37,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "pages_sent": job.pages_sent,
         "cost": job.cost,
         "metadata": job.meta,
+        "batch_id": job.batch_id,
         "created_at": _iso(job.created_at),
         "updated_at": _iso(job.updated_at),
         "finished_at": _iso(job.finished_at),

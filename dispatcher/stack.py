@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from config.settings import Settings
+from dispatcher.client import FaxClient
 from dispatcher.store.db import upgrade
 from workers.broker import ensure_embedded_broker, running_broker_url, stop_embedded_broker
 
@@ -365,6 +366,17 @@ class LocalStack:
             },
         }
         _write_atomically(self.home / "stack.json", json.dumps(state, indent=2))
+
+    def api_client(self) -> FaxClient:
+        """An HTTP client of this stack's API, with its token."""
+        api = next(child.url for child in self.children if child.name == "api")
+        settings_tokens = self.settings.api_tokens
+        token = (
+            settings_tokens[0].get_secret_value()
+            if settings_tokens
+            else self._credentials()["api_token"]
+        )
+        return FaxClient(str(api), token)
 
     def describe(self) -> dict[str, str]:
         where = {"broker": self.broker_url, "database": self.settings.resolved_database_url}

@@ -70,7 +70,12 @@ def _request_hash(fax: ValidFax) -> str:
 
 
 def _job_rows(
-    fax: ValidFax, key: str | None, request_hash: str, now: datetime, first_try: datetime
+    fax: ValidFax,
+    key: str | None,
+    request_hash: str,
+    now: datetime,
+    first_try: datetime,
+    batch_id: str | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The job row (by column name) and its document rows: one Core executemany per
     chunk is many times faster than an ORM object per job."""
@@ -90,6 +95,7 @@ def _job_rows(
         "pages": fax.pages,
         "metadata": dict(fax.metadata),
         "options": dict(fax.options),
+        "batch_id": batch_id,
         "created_at": now,
         "updated_at": now,
         "state_changed_at": now,
@@ -173,7 +179,10 @@ def submit_many(
 
 
 def submit_valid(
-    items: Sequence[tuple[str | None, ValidFax]], *, publish: bool = True
+    items: Sequence[tuple[str | None, ValidFax]],
+    *,
+    publish: bool = True,
+    batch_id: str | None = None,
 ) -> list[Submitted]:
     """Write already validated faxes, each with an optional idempotency key, in one
     transaction; then publish the new ids.
@@ -205,7 +214,7 @@ def submit_valid(
                         _existing(key, results[first].job_id, hashes[first], request_hash)
                     )
                 else:
-                    job, job_documents = _job_rows(fax, key, request_hash, now, first_try)
+                    job, job_documents = _job_rows(fax, key, request_hash, now, first_try, batch_id)
                     jobs.append(job)
                     documents.extend(job_documents)
                     if key:
@@ -217,7 +226,11 @@ def submit_valid(
     except IntegrityError:
         # Another producer inserted one of these idempotency keys meanwhile.
         if len(items) > 1:
-            return [r for item in items for r in submit_valid([item], publish=publish)]
+            return [
+                r
+                for item in items
+                for r in submit_valid([item], publish=publish, batch_id=batch_id)
+            ]
         key = items[0][0]
         if key is None:
             raise

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dispatcher.api import errors, faxes, metrics, webhooks
+from dispatcher.api import batches, errors, faxes, metrics, webhooks
 
 __all__ = ["MAX_REQUEST_BYTES", "BodyLimit", "RedactSecrets", "create_app"]
 
@@ -82,6 +82,7 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.include_router(faxes.router)
+    app.include_router(batches.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from dispatcher.errors import (
+    BatchNotFound,
     ConfigurationError,
     IdempotencyConflict,
     IllegalTransition,
@@ -119,6 +120,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, _validation)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(JobNotFound, _not_found)
+    app.add_exception_handler(BatchNotFound, _not_found)
     app.add_exception_handler(IllegalTransition, _conflict)
     app.add_exception_handler(IdempotencyConflict, _conflict)
     app.add_exception_handler(ProviderError, _provider)

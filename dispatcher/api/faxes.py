@@ -20,10 +20,11 @@ from dispatcher.api.errors import ERROR_RESPONSES
 from dispatcher.catalogue import Provider
 from dispatcher.errors import JobNotFound, ValidationError
 from dispatcher.lifecycle import JobState
+from dispatcher.schemas import Attempt, Event, Fax, FaxPage
 from dispatcher.store.models import Job
 from dispatcher.submission import FaxRequest, submit
 
-__all__ = ["router"]
+__all__ = ["router", "upload_name"]
 
 router = APIRouter(
     prefix="/v1/faxes",
@@ -82,12 +83,16 @@ def _idempotency_key(raw: str | None) -> str | None:
     return key
 
 
+def upload_name(index: int, upload: UploadFile) -> str:
+    """An uploaded file's name, with no control characters (it reaches logs and views)."""
+    return _CONTROL.sub("", upload.filename or "") or f"document-{index}"
+
+
 def _document(index: int, upload: UploadFile) -> tuple[str, bytes]:
-    name = _CONTROL.sub("", upload.filename or "") or f"document-{index}"
-    return name, upload.file.read()
+    return upload_name(index, upload), upload.file.read()
 
 
-@router.post("", status_code=201, summary="Submit a fax")
+@router.post("", status_code=201, response_model=Fax, summary="Submit a fax")
 def create_fax(
     response: Response,
     to: Annotated[str, Form(description="Destination in E.164, e.g. +12025550100.")],
@@ -124,7 +129,7 @@ def create_fax(
     return queries.get_job(result.job_id)
 
 
-@router.get("", summary="List faxes, newest first")
+@router.get("", response_model=FaxPage, summary="List faxes, newest first")
 def list_faxes(
     state: JobState | None = None,
     provider: Provider | None = None,
@@ -150,17 +155,21 @@ def list_faxes(
     return {"items": items, "next": items[-1]["id"] if more else None}
 
 
-@router.get("/{job_id}", summary="Read one fax")
+@router.get("/{job_id}", response_model=Fax, summary="Read one fax")
 def get_fax(job_id: JobId) -> dict[str, Any]:
     return queries.get_job(job_id)
 
 
-@router.get("/{job_id}/attempts", summary="Every attempt of a fax, in order")
+@router.get(
+    "/{job_id}/attempts", response_model=list[Attempt], summary="Every attempt of a fax, in order"
+)
 def get_attempts(job_id: JobId) -> list[dict[str, Any]]:
     return queries.attempts(job_id)
 
 
-@router.get("/{job_id}/events", summary="Every status seen for a fax, in order")
+@router.get(
+    "/{job_id}/events", response_model=list[Event], summary="Every status seen for a fax, in order"
+)
 def get_events(job_id: JobId) -> list[dict[str, Any]]:
     return queries.events(job_id)
 
@@ -173,7 +182,7 @@ def _action(name: str, act: Callable[[str], Job], summary: str) -> None:
         return queries.get_job(job_id)
 
     route.__name__ = f"{name}_fax"
-    router.post(f"/{{job_id}}/{name}", summary=summary)(route)
+    router.post(f"/{{job_id}}/{name}", response_model=Fax, summary=summary)(route)
 
 
 _action("cancel", operations.cancel, "Cancel a fax (at the provider too, if in progress)")

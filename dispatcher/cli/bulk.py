@@ -1,15 +1,20 @@
 """``faxctl bulk``: one fax per CSV row, with a progress bar, per-row errors and safe re-runs.
 
-The reading, checking and submitting live in ``dispatcher.bulk``; this module only shows
-progress and the summary.
+On a host with database access the file is checked and submitted here
+(``dispatcher.bulk``); with ``--api`` it goes to a remote API in parts
+(``POST /v1/batches``). Either way the rows form a batch, whose delivery the command then
+follows until every fax has ended (``--no-follow`` stops after intake).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +34,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from dispatcher import batches
 from dispatcher.bulk import BulkPlan, ChunkResult, RowError, check_csv, submit_plan
 from dispatcher.cli._app import (
+    EXIT_FAILURE,
     EXIT_INVALID,
     EXIT_OK,
     JsonOption,
@@ -40,10 +47,16 @@ from dispatcher.cli._app import (
     fail,
     print_json,
 )
+from dispatcher.client import FaxApiError, FaxClient, InvalidRequest
 from dispatcher.errors import ValidationError
+from dispatcher.schemas import Batch
 
 EXIT_INTERRUPTED = 130
 SHOWN_ERRORS = 50
+#: Rows per request to a remote API (with the documents they name).
+PART_ROWS = 1000
+#: Seconds between two looks at a batch's delivery.
+FOLLOW_EVERY = 1.0
 HELP = "\n\n".join(
     [
         "Submit one fax per row of a CSV file; safe to run again.",
@@ -55,11 +68,13 @@ HELP = "\n\n".join(
         "Every row is checked before anything is submitted. A bad row is reported with its "
         "row number as a spreadsheet shows it (the header is row 1, the first data row is "
         "row 2) and the reason; the good rows are still submitted, unless --strict.",
-        "Each row's idempotency key is bulk:<first 16 hex digits of the file's sha256>:<row>, "
-        "so running the same file again (after a crash or Ctrl-C) submits only the rows "
-        "that are not in yet and counts the rest as duplicates. Any edit to the file changes "
-        "every key, so re-run it unchanged. Jobs are written to the database and the beat "
-        "tick dispatches them in batches.",
+        "Each row is keyed by its key cell (a key column), else by what it asks for (number, "
+        "provider, document, send time, metadata), so running a file again (after a crash, "
+        "Ctrl-C, or fixing its rejected rows) submits only the rows that are not in yet and "
+        "counts the rest as duplicates. Jobs are written to the database and the beat tick "
+        "dispatches them in batches.",
+        "--api URL (or FAX_API_URL) sends the file to a remote API, 1000 rows a request with "
+        "the documents they name; the token comes from FAX_API_TOKEN.",
         "Exit codes: 0 every row accepted or already submitted; 2 some rows rejected, or the "
         "file cannot be used (then nothing is submitted); 130 interrupted.",
     ]
@@ -121,7 +136,7 @@ class _Tally:
 
 def _summary(plan: BulkPlan, tally: _Tally, seconds: float) -> dict[str, Any]:
     return {
-        "file": str(plan.path),
+        "file": plan.name,
         "sha256": plan.sha256,
         "rows": plan.rows,
         "accepted": tally.accepted,
@@ -171,7 +186,7 @@ def _ctrl_c_between_chunks() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _submit(plan: BulkPlan, tally: _Tally, quiet: bool) -> None:
+def _submit(plan: BulkPlan, batch_id: str, tally: _Tally, quiet: bool) -> None:
     tally.submitted = True
     with (
         _progress(quiet, MofNCompleteColumn(), _RowRate()) as progress,
@@ -179,7 +194,7 @@ def _submit(plan: BulkPlan, tally: _Tally, quiet: bool) -> None:
     ):
         task = progress.add_task("submitting", total=plan.valid)
         try:
-            for chunk in submit_plan(plan):
+            for chunk in submit_plan(plan, batch_id):
                 tally.add(chunk)
                 progress.advance(task, chunk.rows)
                 if stop.is_set():
@@ -201,15 +216,51 @@ def bulk(
     strict: Annotated[
         bool, typer.Option("--strict", help="Submit nothing if any row is rejected.")
     ] = False,
+    api: Annotated[
+        str | None,
+        typer.Option(envvar="FAX_API_URL", help="Send to this API (token: FAX_API_TOKEN)."),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Follow delivery until all have ended.")
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Submit one fax per CSV row (see ``HELP``)."""
     for path in (csv_file, document):
         if path is not None and not path.is_file():
             raise fail(f"{path}: no such file", EXIT_INVALID)
+    if api:
+        token = os.environ.get("FAX_API_TOKEN")
+        if not token:
+            raise fail("--api needs the API token in FAX_API_TOKEN", EXIT_INVALID)
+        if strict:
+            raise fail("--strict checks the whole file first: run it on a host with the database")
+        with FaxClient(api, token) as client:
+            summary, interrupted = _remote(client, csv_file, document, provider, as_json)
+            if follow and not interrupted:
+                summary["delivery"] = _follow_delivery(
+                    lambda: client.batch(summary["batch"]).model_dump(), as_json
+                )
+    else:
+        summary, interrupted = _local(csv_file, document, provider, strict, as_json)
+        if follow and not interrupted and summary["submitted"]:
+            summary["delivery"] = _follow_delivery(lambda: batches.view(summary["batch"]), as_json)
+    if as_json:
+        print_json(summary)
+    else:
+        _print_summary(summary)
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(EXIT_INVALID if summary["rejected"] else EXIT_OK)
+
+
+def _local(
+    csv_file: Path, document: Path | None, provider: str | None, strict: bool, quiet: bool
+) -> tuple[dict[str, Any], bool]:
+    """Check and submit here, as a batch; the summary, and whether Ctrl-C stopped it."""
     started = time.perf_counter()
     try:
-        plan = _check(csv_file, document, provider, as_json)
+        plan = _check(csv_file, document, provider, quiet)
     except ValidationError as exc:
         raise fail(str(exc), EXIT_INVALID) from None
     except KeyboardInterrupt:
@@ -220,16 +271,129 @@ def bulk(
                 f"[yellow]warning:[/yellow] ignoring columns {', '.join(plan.ignored_columns)}",
                 highlight=False,
             )
-        if not as_json:
+        if not quiet:
             _report_rejected(plan.rejected)
         tally = _Tally(rejected=list(plan.rejected))
+        batch_id = batches.open_batch(csv_file.name)
         if not (strict and plan.rejected):
-            _submit(plan, tally, as_json)
+            _submit(plan, batch_id, tally, quiet)
+        batches.record(batch_id, plan.rows, tally.accepted, tally.duplicates, tally.rejected)
         summary = _summary(plan, tally, time.perf_counter() - started)
-    if as_json:
-        print_json(summary)
-    else:
-        _print_summary(summary)
-    if tally.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    raise typer.Exit(EXIT_INVALID if tally.rejected else EXIT_OK)
+    summary["batch"] = batch_id
+    return summary, tally.interrupted
+
+
+def _parts(csv_file: Path) -> Iterator[tuple[int, list[list[str]]]]:
+    """The file's header and rows, PART_ROWS rows at a time, each part with the header and
+    the header's row number in the whole file (blank rows kept, so numbers match)."""
+    with csv_file.open(newline="", encoding="utf-8-sig") as handle:
+        records = csv.reader(handle)
+        header = next(records, None)
+        if header is None:
+            raise fail(f"{csv_file.name}: the file is empty: it needs a header row")
+        part: list[list[str]] = []
+        first = 1
+        for row in records:
+            part.append(row)
+            if len(part) == PART_ROWS:
+                yield first, [header, *part]
+                first, part = first + PART_ROWS, []
+        if part:
+            yield first, [header, *part]
+
+
+def _part_documents(
+    csv_file: Path, rows: list[list[str]], default: Path | None
+) -> dict[str, bytes]:
+    """The documents a part's rows name (relative to the CSV's folder, inside it), by the
+    name the rows use; a cell naming no readable file is left to the API to reject."""
+    header = [cell.strip().lower() for cell in rows[0]]
+    files: dict[str, bytes] = {}
+    if default is not None:
+        files[default.name] = default.read_bytes()
+    if "document" not in header:
+        return files
+    index = header.index("document")
+    folder = csv_file.parent.resolve()
+    for row in rows[1:]:
+        cell = row[index].strip() if index < len(row) else ""
+        path = (folder / cell).resolve()
+        if cell and cell not in files and path.is_relative_to(folder) and path.is_file():
+            files[cell] = path.read_bytes()
+    return files
+
+
+def _remote(
+    client: FaxClient, csv_file: Path, document: Path | None, provider: str | None, quiet: bool
+) -> tuple[dict[str, Any], bool]:
+    """Send the file to the API in parts, as one batch; the summary, and whether Ctrl-C
+    stopped it (between parts: a run again sends only what is not in yet)."""
+    started = time.perf_counter()
+    batch: Batch | None = None
+    interrupted = False
+    with (
+        _progress(quiet, MofNCompleteColumn(), _RowRate()) as progress,
+        _ctrl_c_between_chunks() as stop,
+    ):
+        task = progress.add_task("uploading ", total=None)
+        try:
+            for first_row, rows in _parts(csv_file):
+                text = io.StringIO()
+                csv.writer(text).writerows(rows)
+                batch = client.upload_batch(
+                    text.getvalue().encode(),
+                    csv_file.name,
+                    _part_documents(csv_file, rows, document),
+                    provider=provider,
+                    default_document=document.name if document else None,
+                    batch=batch.id if batch else None,
+                    first_row=first_row,
+                )
+                progress.advance(task, len(rows) - 1)
+                if stop.is_set():
+                    interrupted = True
+                    break
+        except FaxApiError as exc:
+            code = EXIT_INVALID if isinstance(exc, InvalidRequest) else EXIT_FAILURE
+            where = "" if exc.field is None else f"{exc.field}: "
+            raise fail(where + exc.message, code) from None
+        except KeyboardInterrupt:
+            interrupted = True
+    if batch is None:
+        raise fail("interrupted before anything was sent", EXIT_INTERRUPTED)
+    rejected = [RowError(r.row, r.error) for r in batch.rejected]
+    if not quiet:
+        _report_rejected(rejected)
+    seconds = time.perf_counter() - started
+    summary = {
+        "file": str(csv_file),
+        "batch": batch.id,
+        "rows": batch.rows,
+        "accepted": batch.accepted,
+        "duplicates": batch.duplicates,
+        "rejected": [{"row": r.row, "error": r.error} for r in rejected],
+        "blank_rows": 0,
+        "ignored_columns": [],
+        "submitted": True,
+        "interrupted": interrupted,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(batch.rows / seconds) if seconds else None,
+    }
+    return summary, interrupted
+
+
+def _follow_delivery(read: Callable[[], dict[str, Any]], quiet: bool) -> dict[str, int]:
+    """A bar of the batch's faxes that have ended, until all have (Ctrl-C stops following,
+    not the faxes). Returns the batch's jobs by state at the end."""
+    with _progress(quiet, MofNCompleteColumn()) as progress:
+        task = progress.add_task("delivering", total=None)
+        try:
+            while True:
+                batch = read()
+                total = sum(batch["states"].values())
+                progress.update(task, total=total, completed=batch["final"])
+                if batch["final"] >= total:
+                    return dict(batch["states"])
+                time.sleep(FOLLOW_EVERY)
+        except KeyboardInterrupt:
+            return dict(batch["states"])

@@ -14,9 +14,10 @@ from rich.live import Live
 from rich.table import Table
 
 from config.settings import get_settings
-from dispatcher import client
 from dispatcher.cli._app import EXIT_FAILURE, app, console, print_json
+from dispatcher.client import FaxClient
 from dispatcher.demo import DemoFax, sample_batch, sample_document
+from dispatcher.schemas import Fax
 from dispatcher.stack import LocalStack
 
 DEMO_TIME_SCALE = "0.02"
@@ -77,57 +78,46 @@ def up(
         console.print("stopped.")
 
 
-def _next_step(job: dict[str, Any]) -> str:
-    match job["state"]:
-        case "pending" if job["next_attempt_at"]:
-            return f"attempt {job['attempts'] + 1} at {job['next_attempt_at'][11:19]}"
-        case "in_progress":
-            return "polling the provider"
-        case "held":
-            return "held until resumed"
-        case "dispatching":
-            return "sending"
-    return job["remediation"] or ""
-
-
-def _table(rows: list[tuple[DemoFax, dict[str, Any]]]) -> Table:
+def _table(rows: list[tuple[DemoFax, Fax]]) -> Table:
     table = Table(title="demo batch")
-    for column in ("provider", "scenario", "state", "attempts", "last code", "next step"):
+    for column in ("provider", "scenario", "state", "attempts", "last code", "reason"):
         table.add_column(column)
     for fax, job in rows:
-        done = job["state"] == fax.expected
-        state = f"[green]{job['state']}[/green]" if done else job["state"]
+        done = job.state == fax.expected
+        state = f"[green]{job.state}[/green]" if done else job.state
         table.add_row(
             fax.provider,
             fax.scenario,
             state,
-            str(job["attempts"]),
-            job["last_code"] or "",
-            (job["reason"] or "")[:60],
+            str(job.attempts),
+            job.last_code or "",
+            (job.reason or "")[:60],
         )
     return table
 
 
-def _run_batch(timeout: float) -> list[tuple[DemoFax, dict[str, Any]]]:
+def _run_batch(api: FaxClient, timeout: float) -> list[tuple[DemoFax, Fax]]:
+    """Send the sample batch through the stack's HTTP API, as a service on another host
+    would, and follow it live."""
     document = sample_document()
     batch = [
         (
             fax,
-            client.submit(
+            api.submit(
                 fax.to, [("statement.pdf", document)], provider=fax.provider, options=fax.options
-            ),
+            ).id,
         )
         for fax in sample_batch()
     ]
     deadline = time.monotonic() + timeout
     with Live(console=console, refresh_per_second=4) as live:
         while True:
-            rows = [(fax, client.get(job_id)) for fax, job_id in batch]
+            rows = [(fax, api.get(job_id)) for fax, job_id in batch]
             for fax, job in rows:
-                if job["state"] == "held" and fax.resume_when_held:
-                    client.resume(job["id"])  # the operator added credit
+                if job.state == "held" and fax.resume_when_held:
+                    api.resume(job.id)  # the operator added credit
             live.update(_table(rows))
-            if all(job["state"] in {"succeeded", "failed", "cancelled"} for _, job in rows):
+            if all(job.state in {"succeeded", "failed", "cancelled"} for _, job in rows):
                 return rows
             if time.monotonic() > deadline:
                 return rows
@@ -143,13 +133,13 @@ def demo(
     os.environ.setdefault("FAX_TIME_SCALE", DEMO_TIME_SCALE)
     get_settings.cache_clear()
     try:
-        with _running_stack(concurrency=16) as stack:
+        with _running_stack(concurrency=16) as stack, stack.api_client() as api:
             _print_where(stack)
-            rows = _run_batch(timeout)
+            rows = _run_batch(api, timeout)
     except (KeyboardInterrupt, _Stop):
         console.print("stopped.")
         raise typer.Exit(EXIT_FAILURE) from None
-    missed = [(fax, job) for fax, job in rows if job["state"] != fax.expected]
+    missed = [(fax, job) for fax, job in rows if job.state != fax.expected]
     summary = {
         "jobs": len(rows),
         "as_expected": len(rows) - len(missed),
@@ -158,8 +148,8 @@ def demo(
                 "provider": f.provider,
                 "scenario": f.scenario,
                 "expected": f.expected,
-                "state": j["state"],
-                "reason": j["reason"],
+                "state": j.state,
+                "reason": j.reason,
             }
             for f, j in missed
         ],

@@ -30,6 +30,7 @@ from dispatcher.clock import utcnow
 __all__ = [
     "Attempt",
     "Base",
+    "Batch",
     "Document",
     "DocumentContent",
     "Job",
@@ -129,6 +130,8 @@ class Job(Base):
     cost: Mapped[float | None] = mapped_column(Float)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the bulk submission the job came in with, if any
+    batch_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: the last change; while dispatching, the sending worker's last sign of life
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -148,7 +151,23 @@ class Job(Base):
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_to_number", "to_number"),
         Index("ix_jobs_provider_fax_id", "provider", "provider_fax_id"),
+        Index("ix_jobs_batch_id_state", "batch_id", "state"),
     )
+
+
+class Batch(Base):
+    """A bulk submission (a CSV file, in one upload or several), to follow as a whole."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    #: the rejected rows, ``[{"row": n, "error": text}]``, the first thousand
+    rejected: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class JobDocument(Base):

@@ -25,21 +25,29 @@ from tests.fixtures.documents import make_pdf
 BAD_ROWS = {7: "12345", 50: "+1202", 120: "+19005550123", 299: ""}
 
 
-def write_csv(folder: Path, rows: int, bad: dict[int, str] | None = None) -> Path:
-    """``rows`` data rows (spreadsheet rows 2..rows+1); ``bad`` replaces some numbers."""
-    (folder / "letter.pdf").write_bytes(make_pdf(2))
+def numbers(rows: int) -> dict[int, str]:
+    """A distinct number for each of ``rows`` data rows (spreadsheet rows 2..rows+1)."""
     rng = random.Random(rows)
-    lines = ["to,provider,meta_account,comment"]
-    for row in range(2, rows + 2):
-        number = f"+1202{rng.randint(2_000_000, 9_999_999)}"
-        lines.append(f"{(bad or {}).get(row, number)},interfax,acct-{row % 7},hello")
+    return {row: f"+1202{rng.randint(2_000_000, 9_999_999)}" for row in range(2, rows + 2)}
+
+
+def write_csv(
+    folder: Path, rows: int, bad: dict[int, str] | None = None, keys: bool = False
+) -> Path:
+    """``rows`` data rows (spreadsheet rows 2..rows+1); ``bad`` replaces some numbers;
+    ``keys`` adds a key column."""
+    (folder / "letter.pdf").write_bytes(make_pdf(2))
+    lines = ["to,provider,meta_account,comment" + (",key" if keys else "")]
+    for row, number in numbers(rows).items():
+        key = f",statement-{row}" if keys else ""
+        lines.append(f"{(bad or {}).get(row, number)},interfax,acct-{row % 7},hello{key}")
     path = folder / "recipients.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def run_bulk(*args: str) -> tuple[int, dict]:
-    result = CliRunner().invoke(app, ["bulk", *args, "--json"])
+    result = CliRunner().invoke(app, ["bulk", *args, "--no-follow", "--json"])
     return result.exit_code, json.loads(result.stdout)
 
 
@@ -69,9 +77,11 @@ def test_bulk_accepts_the_good_rows_reports_the_bad_and_a_rerun_adds_nothing(
     assert broker_queue.llen("dispatch") == 0
     with get_engine().connect() as conn:
         latest = conn.execute(select(func.max(Job.next_attempt_at))).scalar_one()
-        meta = conn.execute(select(Job.meta).where(Job.idempotency_key.like("%:2"))).scalar()
+        meta = conn.execute(select(Job.meta).where(Job.to_number == numbers(300)[2])).scalar()
+        batch = conn.execute(select(Job.batch_id).distinct()).scalars().all()
     assert latest.replace(tzinfo=None) <= utcnow().replace(tzinfo=None)
     assert meta == {"account": "acct-2"}
+    assert batch == [summary["batch"]]
 
     # When the same file runs again
     code, again = run_bulk(str(path), "--document", str(tmp_path / "letter.pdf"))
@@ -81,6 +91,13 @@ def test_bulk_accepts_the_good_rows_reports_the_bad_and_a_rerun_adds_nothing(
     assert (again["accepted"], again["duplicates"]) == (0, 296)
     assert again["rejected"] == summary["rejected"]
     assert count(Job) == 296
+
+    # And once its bad rows are fixed, a run adds exactly those rows
+    write_csv(tmp_path, 300, {row: f"+1202555{1000 + row:04d}" for row in BAD_ROWS})
+    code, fixed = run_bulk(str(path), "--document", str(tmp_path / "letter.pdf"))
+    assert code == 0
+    assert (fixed["accepted"], fixed["duplicates"], fixed["rejected"]) == (4, 296, [])
+    assert count(Job) == 300
 
 
 def test_a_run_stopped_halfway_is_finished_by_the_next_run_with_nothing_twice(
@@ -119,7 +136,7 @@ def test_a_file_that_is_not_utf8_changes_nothing(broker_queue: redis.Redis, tmp_
     path.write_bytes(path.read_bytes() + "+12025550123,interfax,Jos\xe9,x\n".encode("latin-1"))
 
     result = CliRunner().invoke(
-        app, ["bulk", str(path), "--document", str(tmp_path / "letter.pdf")]
+        app, ["bulk", str(path), "--document", str(tmp_path / "letter.pdf"), "--no-follow"]
     )
 
     assert result.exit_code == 2
@@ -127,11 +144,11 @@ def test_a_file_that_is_not_utf8_changes_nothing(broker_queue: redis.Redis, tmp_
     assert (count(Job), count(Document), count(DocumentContent)) == (0, 0, 0)
 
 
-def test_a_rerun_with_a_changed_document_rejects_each_row_as_a_conflict(
+def test_a_rerun_with_a_changed_document_rejects_each_keyed_row_as_a_conflict(
     broker_queue: redis.Redis, tmp_path: Path
 ) -> None:
-    # Given a file submitted once, whose document is then edited
-    path = write_csv(tmp_path, 5)
+    # Given a file with a key column submitted once, whose document is then edited
+    path = write_csv(tmp_path, 5, keys=True)
     document = tmp_path / "letter.pdf"
     run_bulk(str(path), "--document", str(document))
     document.write_bytes(make_pdf(3))

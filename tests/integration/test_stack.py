@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from config.settings import get_settings
-from dispatcher import client
+from dispatcher import inprocess
 from dispatcher.clock import utcnow
 from dispatcher.sandbox.persistence import read_state
 from tests.fixtures.documents import make_pdf
@@ -100,7 +100,7 @@ def test_up_starts_everything_and_stops_without_orphans_and_jobs_carry_on(
         monkeypatch.setenv("FAX_HOME", str(tmp_path / "var"))
         monkeypatch.setenv("FAX_BROKER_URL", state["broker"])
         get_settings.cache_clear()
-        job_id = client.submit(
+        job_id = inprocess.submit(
             "+12025550100",
             [("a.pdf", make_pdf())],
             provider="interfax",
@@ -110,13 +110,13 @@ def test_up_starts_everything_and_stops_without_orphans_and_jobs_carry_on(
         stop(process, state)
     assert not (tmp_path / "var" / "stack.json").exists()
     assert running_broker_url(tmp_path / "var" / "broker") is None  # its broker stopped too
-    assert client.get(job_id)["state"] == "pending"
+    assert inprocess.get(job_id)["state"] == "pending"
 
     process, state = start_up(env, tmp_path)
     try:
         monkeypatch.setenv("FAX_BROKER_URL", state["broker"])
         get_settings.cache_clear()
-        wait(lambda: client.get(job_id)["state"] == "succeeded", timeout=120)
+        wait(lambda: inprocess.get(job_id)["state"] == "succeeded", timeout=120)
     finally:
         stop(process, state)
 
@@ -178,8 +178,8 @@ def restarted(home: Path, name: str, dead_pid: int) -> dict:
 
 
 def submit_and_wait(provider: str) -> str:
-    job_id = client.submit("+12025550100", [("a.pdf", make_pdf())], provider=provider)
-    wait(lambda: client.get(job_id)["state"] == "succeeded", timeout=120)
+    job_id = inprocess.submit("+12025550100", [("a.pdf", make_pdf())], provider=provider)
+    wait(lambda: inprocess.get(job_id)["state"] == "succeeded", timeout=120)
     return job_id
 
 
@@ -232,7 +232,7 @@ def test_up_restarts_a_killed_worker_sandbox_and_broker_and_stops_only_when_told
         assert state["processes"]["sandbox"]["url"] == sandbox["url"]
         wait(lambda: ok(f"{sandbox['url']}/_sandbox/sends"))
         assert httpx.get(f"{sandbox['url']}/_sandbox/sends").json() == sends
-        fax_id = client.get(job_id)["provider_fax_id"]
+        fax_id = inprocess.get(job_id)["provider_fax_id"]
         known = httpx.get(
             f"{sandbox['url']}/interfax/outbound/faxes/{fax_id}", auth=("sandbox", "sandbox")
         )

@@ -1,4 +1,4 @@
-"""The Python client's submit: validation first, idempotency, and safe storage."""
+"""Submitting in-process: validation first, idempotency, and safe storage."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from config.settings import get_settings
-from dispatcher import client
+from dispatcher import inprocess
 from dispatcher.errors import IdempotencyConflict, ValidationError
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import DocumentContent, Job
@@ -30,11 +30,11 @@ def job_count() -> int:
 
 def test_the_same_key_returns_the_same_job_and_other_content_conflicts() -> None:
     pdf = make_pdf()
-    first = client.submit("+12025550100", [("a.pdf", pdf)], idempotency_key="invoice-42")
-    again = client.submit("+12025550100", [("a.pdf", pdf)], idempotency_key="invoice-42")
+    first = inprocess.submit("+12025550100", [("a.pdf", pdf)], idempotency_key="invoice-42")
+    again = inprocess.submit("+12025550100", [("a.pdf", pdf)], idempotency_key="invoice-42")
     assert first == again and job_count() == 1
     with pytest.raises(IdempotencyConflict, match="invoice-42"):
-        client.submit("+12025550101", [("a.pdf", pdf)], idempotency_key="invoice-42")
+        inprocess.submit("+12025550101", [("a.pdf", pdf)], idempotency_key="invoice-42")
     assert job_count() == 1
 
 
@@ -56,7 +56,7 @@ def test_bad_input_is_refused_with_field_and_reason_and_writes_nothing(
     to: str, documents: list, field: str, reason: str
 ) -> None:
     with pytest.raises(ValidationError) as caught:
-        client.submit(to, documents, provider="interfax")
+        inprocess.submit(to, documents, provider="interfax")
     assert caught.value.field == field
     assert reason in caught.value.reason
     assert job_count() == 0
@@ -65,7 +65,7 @@ def test_bad_input_is_refused_with_field_and_reason_and_writes_nothing(
 def test_an_oversized_document_is_refused() -> None:
     big = make_pdf() + b"\n%" + b"x" * (21 * 1024 * 1024)
     with pytest.raises(ValidationError, match="over interfax"):
-        client.submit("+12025550100", [("big.pdf", big)], provider="interfax")
+        inprocess.submit("+12025550100", [("big.pdf", big)], provider="interfax")
     assert job_count() == 0
 
 
@@ -73,7 +73,7 @@ def test_a_document_is_kept_in_the_database_and_nothing_on_this_hosts_disk() -> 
     # Given a document whose name tries to reach outside any folder
     pdf = make_pdf()
     home = get_settings().home_dir
-    job_id = client.submit("+12025550100", [("../../../../tmp/evil.pdf", pdf)])
+    job_id = inprocess.submit("+12025550100", [("../../../../tmp/evil.pdf", pdf)])
 
     # Then its bytes are in the database, once, and no file was written for it
     with session_scope() as session:
@@ -84,4 +84,4 @@ def test_a_document_is_kept_in_the_database_and_nothing_on_this_hosts_disk() -> 
     written = [p.name for p in home.rglob("*") if p.is_file() and not p.name.startswith("fax.db")]
     assert written == []
     assert not Path("/tmp/evil.pdf").exists()
-    assert client.get(job_id)["state"] == "pending"
+    assert inprocess.get(job_id)["state"] == "pending"
