@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.bulk import BulkPlan, check_csv
+from dispatcher.bulk import BulkPlan, _spooled, check_csv
 from dispatcher.errors import ValidationError
 from tests.fixtures.documents import make_pdf
 
@@ -43,11 +43,24 @@ def test_a_good_file_is_all_valid_and_numbered_like_a_spreadsheet(folder: Path) 
     # Given a header, two rows, and a blank line between them
     path = write(folder, f"to,provider,meta_account\n{GOOD},faxplus,a-1\n\n{OTHER},,a-2\n")
 
-    plan = check(path)
+    with check_csv(path, document=folder / "letter.pdf") as plan:
+        rows = [row for part in _spooled(plan) for row, _, _ in part]
 
-    # Then both are valid, the blank one is skipped, and the keys name rows 2 and 4
+    # Then both are valid, the blank one is skipped, and the rows are numbered 2 and 4
     assert (plan.rows, plan.valid, plan.blank, plan.rejected) == (2, 2, 1, [])
-    assert plan.key(4) == f"bulk:{plan.sha256[:16]}:4"
+    assert rows == [2, 4]
+
+
+def test_a_row_is_keyed_by_its_key_cell_else_by_what_it_asks_for(folder: Path) -> None:
+    # Given the same fax asked twice, another one, and two rows with keys
+    text = f"to,meta_ref,key\n{GOOD},a,\n{GOOD},a,\n{GOOD},b,\n{GOOD},a,k1\n{GOOD},a,k2\n"
+
+    with check_csv(write(folder, text), document=folder / "letter.pdf") as plan:
+        keys = [key for part in _spooled(plan) for _, key, _ in part]
+
+    # Then the same fax has the same key (a re-run adds it once), and a key cell wins
+    assert keys[0] == keys[1] != keys[2]
+    assert keys[3:] == ["bulk:key:k1", "bulk:key:k2"]
 
 
 def test_bad_rows_are_reported_by_row_number_and_reason(folder: Path) -> None:
@@ -168,14 +181,6 @@ def test_an_empty_document_cell_without_a_default_rejects_that_row(folder: Path)
     found = errors(check(path, document=None))
 
     assert found == {3: "document: no document in this row and no default document given"}
-
-
-def test_the_same_bytes_give_the_same_keys_and_an_edit_gives_new_ones(folder: Path) -> None:
-    first = check(write(folder, f"to\n{GOOD}\n", "a.csv"))
-    again = check(write(folder, f"to\n{GOOD}\n", "b.csv"))
-    edited = check(write(folder, f"to\n{OTHER}\n", "c.csv"))
-
-    assert first.key(2) == again.key(2) != edited.key(2)
 
 
 def test_progress_reports_every_byte_read(folder: Path) -> None:
