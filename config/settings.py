@@ -83,6 +83,7 @@ class Settings(BaseSettings):
         env_prefix="FAX_",
         env_file=".env",
         env_nested_delimiter="__",
+        env_ignore_empty=True,  # a blank line of .env.example means "not set"
         extra="ignore",
     )
 

@@ -73,6 +73,50 @@ def test_the_deployment_has_persistent_stores_and_one_beat() -> None:
     assert services["sandbox"]["profiles"] == ["sandbox"]
 
 
+APP_SERVICES = ["api", "worker", "beat", "flower", "migrate"]
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_settings_and_secrets_reach_every_app_service_from_env_file(name: str) -> None:
+    assert COMPOSE["services"][name]["env_file"] == ".env"
+
+
+@pytest.mark.parametrize("name", ["api", "worker", "beat", "flower"])
+def test_nothing_starts_before_the_migration_completes(name: str) -> None:
+    depends = COMPOSE["services"][name]["depends_on"]
+    assert depends["migrate"] == {"condition": "service_completed_successfully"}
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_no_host_disk_is_shared_between_services(name: str) -> None:
+    """Documents are in the database: a worker on another host needs no volume."""
+    assert "volumes" not in COMPOSE["services"][name]
+    assert set(COMPOSE.get("volumes", {})) == {"redis-data", "postgres-data"}
+
+
+def test_flower_and_the_api_refuse_to_start_without_their_secrets() -> None:
+    services = COMPOSE["services"]
+    assert services["flower"]["environment"]["FAX_FLOWER_BASIC_AUTH"].startswith(
+        "${FAX_FLOWER_BASIC_AUTH:?"
+    )
+    assert services["api"]["environment"]["FAX_API_TOKENS"].startswith("${FAX_API_TOKENS:?")
+    assert services["flower"]["restart"] == "on-failure:3"  # never a restart loop
+
+
+def test_env_example_documents_real_settings_and_every_secret_compose_needs() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    names = {
+        line.lstrip("# ").split("=", 1)[0]
+        for line in lines
+        if "=" in line and line.lstrip("# ").split("=", 1)[0].isupper()
+    }
+    assert {"POSTGRES_PASSWORD", "FAX_API_TOKENS", "FAX_FLOWER_BASIC_AUTH"} <= names
+    for name in names - {"POSTGRES_PASSWORD"}:
+        assert is_setting(name), f"{name} is not a setting"
+    for provider in ("FAXPLUS", "INTERFAX", "OPTUM"):
+        assert any(n.startswith(f"FAX_{provider}__") for n in names)
+
+
 @pytest.mark.parametrize("name", sorted(PROCFILE))
 def test_every_procfile_line_runs_a_real_entry_point(name: str) -> None:
     command = re.sub(r"\$\{[^}]*\}", "1", PROCFILE[name])
@@ -83,3 +127,12 @@ def test_setting_names_are_checked_for_real() -> None:
     assert is_setting("FAX_OPTUM__TENANT_ID")
     assert not is_setting("FAX_OPTUM__TENANT")
     assert not is_setting("FAX_NOPE")
+
+
+def test_a_blank_setting_in_env_is_no_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line of .env.example left blank must not give a provider an empty token."""
+    monkeypatch.setenv("FAX_FAXPLUS__TOKEN", "")
+    monkeypatch.setenv("FAX_DOCUMENT_STORE", "")
+    settings = Settings()
+    assert settings.faxplus.token is None
+    assert settings.document_store == "database"
