@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dispatcher.errors import JobNotFound
+from dispatcher.lifecycle import FINAL_STATES
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job, StatusEvent
 
-__all__ = ["attempts", "events", "get_job", "list_jobs"]
+__all__ = ["attempts", "count_final", "events", "get_job", "list_jobs"]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -132,3 +133,14 @@ def list_jobs(
                 | ((Job.created_at == anchor.created_at) & (Job.id < anchor.id))
             )
         return [job_view(j) for j in session.scalars(query)]
+
+
+def count_final() -> int:
+    """How many jobs have reached a final state."""
+    with session_scope() as session:
+        return (
+            session.scalar(
+                select(func.count()).where(Job.state.in_([s.value for s in FINAL_STATES]))
+            )
+            or 0
+        )

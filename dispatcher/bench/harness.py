@@ -75,12 +75,17 @@ class BenchStack:
     sandbox_url: str = ""
 
     def _spawn(
-        self, name: str, command: list[str], ready: str | None, env: dict[str, str] | None = None
+        self,
+        name: str,
+        command: list[str],
+        ready: str | None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.Popen[bytes]:
         log = self.home / f"{name}.log"
         process = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd or ROOT,
             env={**self.env, **(env or {})},
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -120,16 +125,20 @@ class BenchStack:
         app: str = "workers.app",
         queues: str = "",
         sends: int | None = None,
+        home: Path | None = None,
     ) -> subprocess.Popen[bytes]:
         """Our worker (``dispatcher.stack.worker_command``) with a send pool of ``sends``,
-        or the same command line for another app (the bare Celery baseline) or pool."""
+        or the same command line for another app (the bare Celery baseline) or pool.
+        ``home``: run it as another host would, with this FAX_HOME and working directory."""
         command = worker_command(concurrency, f"bench{len(self.children)}")
         command[command.index("threads")] = pool
         command[command.index("workers.app")] = app
         if queues:
             command[command.index("-Q") + 1] = queues
-        env = {"FAX_SEND_CONCURRENCY": str(sends)} if sends else None
-        return self._spawn(f"worker-{len(self.children)}", command, " ready.", env)
+        env = {"FAX_SEND_CONCURRENCY": str(sends)} if sends else {}
+        if home is not None:
+            env["FAX_HOME"] = str(home)
+        return self._spawn(f"worker-{len(self.children)}", command, " ready.", env, home)
 
     def stop_child(self, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         if process.poll() is None:

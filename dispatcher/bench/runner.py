@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from dispatcher.bench.dispatch import measure_dispatch
 from dispatcher.bench.end_to_end import measure_end_to_end
+from dispatcher.bench.hosts import measure_hosts
 from dispatcher.bench.intake import measure_intake
 from dispatcher.bench.latency import measure_latency
 from dispatcher.bench.report import Measurement
@@ -26,6 +27,7 @@ class Sizes:
     latency_concurrency: int = 100
     scheduler: int = 100_000
     end_to_end: int = 10_000
+    hosts: int = 3_000
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -36,6 +38,7 @@ class Sizes:
             latency=300,
             scheduler=5_000,
             end_to_end=100,
+            hosts=100,
         )
 
 
@@ -54,4 +57,6 @@ def run(sizes: Sizes, progress: Callable[[str], None] = lambda _: None) -> list[
     scheduler = measure_scheduler(sizes.scheduler)
     progress("end to end")
     end_to_end = measure_end_to_end(sizes.end_to_end, layout, bare_rate)
-    return [*results, throughput, *scheduler, memory, end_to_end]
+    progress("end to end across hosts")
+    hosts = measure_hosts(sizes.hosts, layout)
+    return [*results, throughput, *scheduler, memory, end_to_end, *([hosts] if hosts else [])]

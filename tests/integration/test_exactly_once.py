@@ -396,7 +396,8 @@ def test_path_7_a_forged_success_webhook_for_a_fax_in_progress_changes_nothing(
         lambda: [e for e in queries.events(job_id) if e["source"] == "poll"], drive_ticks=False
     )
     assert queries.get_job(job_id)["state"] == "in_progress", polled
-    # And the fax ends as the provider says, once
+    # And the fax ends as the provider says, once (its clock moved past the fax's end)
+    httpx.post(f"{stack.sandbox_url}/_sandbox/advance", params={"seconds": 3600})
     assert _final(stack, job_id)["state"] == "succeeded"
     assert _sends(stack, job_id) == 1
 
