@@ -11,7 +11,7 @@ Delivery settings, chosen on purpose:
   never ride on the broker: they live in the database as ``next_attempt_at``.
 * JSON only; messages carry job ids and provider names, never numbers, documents or
   credentials (Flower shows task arguments).
-* Redis brokers use ``workers.transport``: kombu's own transport, with one Redis client
+* Redis brokers use ``dispatcher.transport``: kombu's own transport, with one Redis client
   per channel instead of a new one for every publish and ack.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu import Queue
+from kombu.entity import Queue
 
 from config.settings import get_settings
 
@@ -63,15 +63,17 @@ class CeleryConfig:
 
     @property
     def broker_url(self) -> str:
-        from workers.broker import broker_url
+        from dispatcher.broker import broker_url
 
         return broker_url(get_settings())
 
     @property
     def broker_transport(self) -> str | None:
-        """Redis brokers (the embedded one included) use ``workers.transport``."""
+        """Redis brokers (the embedded one included) use ``dispatcher.transport``."""
         url = get_settings().broker_url or "redis://"
-        return "workers.transport:Transport" if url.startswith(("redis://", "rediss://")) else None
+        return (
+            "dispatcher.transport:Transport" if url.startswith(("redis://", "rediss://")) else None
+        )
 
     @property
     def beat_schedule(self) -> dict[str, Any]:

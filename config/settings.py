@@ -1,6 +1,8 @@
 """The one settings object: every knob is a ``FAX_*`` environment variable (or a ``.env`` line).
 
-Nested provider settings use a double underscore, e.g. ``FAX_INTERFAX__USERNAME``.
+Nested settings use a double underscore, e.g. ``FAX_S3__BUCKET``. Each provider's own
+settings (``FAX_INTERFAX__USERNAME``, ...) belong to the provider, in its package
+(``dispatcher.providers.<name>.settings``).
 Secrets are ``SecretStr`` so they print as ``**********`` in reprs, logs and tracebacks.
 """
 
@@ -14,46 +16,13 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
-    "FaxPlusSettings",
-    "InterFaxSettings",
     "MaxAgeSettings",
     "S3Settings",
-    "OptumSettings",
     "Settings",
     "get_settings",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent
-
-
-class FaxPlusSettings(BaseModel):
-    """FAX.PLUS account: a personal access token (or OAuth2 access token) and a sender number."""
-
-    base_url: str = "https://restapi.fax.plus/v3"
-    token: SecretStr | None = None
-    client_id: str | None = None
-    from_number: str = "no_number"
-    webhook_secret: SecretStr | None = None
-
-
-class InterFaxSettings(BaseModel):
-    """InterFAX account: HTTP Basic on every request."""
-
-    base_url: str = "https://rest.interfax.net"
-    username: str | None = None
-    password: SecretStr | None = None
-    webhook_secret: SecretStr | None = None
-
-
-class OptumSettings(BaseModel):
-    """Optum fax API: OAuth2 client credentials and a tenant id sent on every call."""
-
-    base_url: str = "https://api.optum.example/fax"
-    token_url: str | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    tenant_id: str = "00000000-0000-0000-0000-000000000000"
-    webhook_secret: SecretStr | None = None
 
 
 class S3Settings(BaseModel):
@@ -158,10 +127,6 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = Field(
         default=None, description="user:password for Flower."
     )
-
-    faxplus: FaxPlusSettings = FaxPlusSettings()
-    interfax: InterFaxSettings = InterFaxSettings()
-    optum: OptumSettings = OptumSettings()
 
     @cached_property
     def home_dir(self) -> Path:

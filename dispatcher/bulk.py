@@ -30,7 +30,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from dispatcher.catalogue import Provider
 from dispatcher.documents import DocumentInfo, inspect_document
 from dispatcher.errors import IdempotencyConflict, ValidationError
 from dispatcher.submission import submit_valid
@@ -55,9 +54,7 @@ CHUNK_SIZE = 1000
 MAX_KEY = 200
 _Doc = tuple[str, bytes, DocumentInfo]
 #: row, idempotency key, document key, and the checked fax's fields but its documents
-_SpooledRow = tuple[
-    int, str, str, str, Provider, datetime | None, Mapping[str, str], Mapping[str, Any]
-]
+_SpooledRow = tuple[int, str, str, str, str, datetime | None, Mapping[str, str], Mapping[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +296,7 @@ def _content_key(fax: ValidFax) -> str:
     """A row's key from what it asks for: the same fax asked again is the same key."""
     asked = [
         fax.to,
-        fax.provider.value,
+        fax.provider,
         [info.sha256 for _, _, info in fax.documents],
         fax.send_at.isoformat() if fax.send_at else None,
         sorted(fax.metadata.items()),

@@ -157,7 +157,8 @@ class Retries:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
             return min(retry_after, self.cap)
-        return min(self.cap, self.base * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+        backoff: float = min(self.cap, self.base * 2**attempt)
+        return backoff * random.uniform(0.5, 1.0)
 
 
 #: What the exchange yields: a request to send, or seconds to sleep.
@@ -309,7 +310,7 @@ class _Calls:
                     *(request.metadata.get(m, "") for m in meta),
                 ]
             )
-        request = self._request(
+        upload = self._request(
             "POST",
             "/v1/batches",
             data=_form({"batch": batch, "first_row": first_row}),
@@ -319,7 +320,7 @@ class _Calls:
             ],
         )
         # Keyed rows (by their key, else their content): sending it again adds nothing.
-        return _Call(request, True, _BATCH)
+        return _Call(upload, True, _BATCH)
 
     def upload_batch(
         self,

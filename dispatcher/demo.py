@@ -11,7 +11,7 @@ from typing import Any
 
 from pypdf import PdfWriter
 
-from dispatcher.catalogue import Provider
+from dispatcher.providers.registry import PROVIDERS
 
 __all__ = ["SCENARIOS", "DemoFax", "sample_batch", "sample_document"]
 
@@ -42,14 +42,14 @@ def sample_batch() -> list[DemoFax]:
     return [
         DemoFax(
             scenario,
-            provider.value,
+            provider,
             number,
             expected,
             resume,
             # No answer gives up after 3 attempts here so the demo ends quickly.
             {"max_attempts": 3} if scenario == "no answer" else None,
         )
-        for provider in Provider
+        for provider in PROVIDERS
         for scenario, number, expected, resume in SCENARIOS
     ]
 

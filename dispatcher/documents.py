@@ -6,13 +6,37 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from typing import Literal
 
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
 from dispatcher.errors import ValidationError
 
-__all__ = ["DocumentInfo", "inspect_document", "sniff_mime_type"]
+__all__ = [
+    "IMAGES",
+    "MiB",
+    "OFFICE",
+    "PDF_TIFF",
+    "TEXT",
+    "DocumentInfo",
+    "inspect_document",
+    "sniff_mime_type",
+]
+
+MiB = 1024 * 1024
+#: Document types by kind, for the providers' limits.
+PDF_TIFF = frozenset({"application/pdf", "image/tiff"})
+IMAGES = frozenset({"image/png", "image/jpeg"})
+OFFICE = frozenset(
+    {
+        "application/msword",
+        "application/rtf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    }
+)
+TEXT = frozenset({"text/plain"})
 
 _SIGNATURES: list[tuple[bytes, str]] = [
     (b"%PDF-", "application/pdf"),
@@ -76,7 +100,7 @@ def _pdf_pages(content: bytes, field: str) -> int:
 
 def _tiff_pages(content: bytes) -> int:
     """Count TIFF image file directories (one per page)."""
-    order = "little" if content[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if content[:2] == b"II" else "big"
     offset = int.from_bytes(content[4:8], order)
     pages = 0
     seen: set[int] = set()

@@ -19,6 +19,7 @@ import redis
 from redis.commands.core import Script
 
 from config.settings import get_settings
+from dispatcher.broker import redis_client
 from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderError, ProviderTransientError
 from dispatcher.resilience import CircuitBreaker, LineLeases, TokenBucket
@@ -33,24 +34,12 @@ __all__ = [
     "check_sends",
     "keep_line",
     "record_provider_call",
-    "redis_client",
     "release_line",
     "share_busy",
     "status_read_wait",
 ]
 
 log = logging.getLogger(__name__)
-
-
-@cache
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-
-
-def redis_client() -> redis.Redis:
-    from workers.broker import broker_url
-
-    return _client(broker_url())
 
 
 # The guard objects are built once per client and configuration: every provider call

@@ -11,8 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from functools import cache
 
-__all__ = ["LeaseKeeper"]
+from sqlalchemy import BindParameter, Engine, bindparam, update
+
+from dispatcher.clock import utcnow
+from dispatcher.lifecycle import JobState
+from dispatcher.store.models import Job
+
+__all__ = ["LeaseKeeper", "lease_keeper", "renew"]
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +72,25 @@ class LeaseKeeper:
                 self._renew(job_ids)
             except Exception as exc:  # the next interval tries again
                 log.warning("could not renew the dispatch lease of %d jobs: %s", len(job_ids), exc)
+
+
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+#: A worker's sign of life for the jobs it is sending.
+_RENEW = (
+    update(Job)
+    .where(Job.id.in_(_IDS), Job.state == JobState.DISPATCHING.value)
+    .values(updated_at=bindparam("now"), version=Job.version + 1)
+    .execution_options(synchronize_session=False)
+)
+
+
+def renew(engine: Engine, job_ids: Sequence[str]) -> None:
+    """Renew the dispatch lease of these jobs, those still dispatching."""
+    with engine.begin() as connection:
+        connection.execute(_RENEW, {"ids": list(job_ids), "now": utcnow()})
+
+
+@cache
+def lease_keeper(engine: Engine, lease: float) -> LeaseKeeper:
+    """This process's keeper of the dispatch leases on ``engine``, a third of a lease apart."""
+    return LeaseKeeper(lease / 3, lambda job_ids: renew(engine, job_ids))

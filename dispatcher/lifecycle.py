@@ -23,9 +23,13 @@ from dispatcher.store.models import Job
 __all__ = [
     "ACTIVE_STATES",
     "FINAL_STATES",
+    "OPERATOR_MOVES",
     "TRANSITIONS",
+    "AttemptKind",
+    "EventSource",
     "JobState",
     "check",
+    "check_operator",
     "transition",
     "transition_row",
 ]
@@ -43,6 +47,23 @@ class JobState(StrEnum):
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATES
+
+
+class AttemptKind(StrEnum):
+    """What an attempt was: a new fax sent, or the provider resending its own copy."""
+
+    SEND = "send"
+    PROVIDER_RETRY = "provider_retry"
+
+
+class EventSource(StrEnum):
+    """Who saw or did what a job's event records."""
+
+    DISPATCH = "dispatch"
+    POLL = "poll"
+    RECONCILE = "reconcile"
+    OPERATOR = "operator"
+    WATCHDOG = "watchdog"
 
 
 FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
@@ -63,6 +84,25 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.SUCCEEDED: frozenset(),
     S.CANCELLED: frozenset(),
 }
+
+
+#: An operator's action -> (the states it may act on, the state it moves the job to).
+OPERATOR_MOVES: dict[str, tuple[frozenset[JobState], JobState]] = {
+    "cancel": (frozenset({S.PENDING, S.HELD, S.IN_PROGRESS}), S.CANCELLED),
+    "hold": (frozenset({S.PENDING}), S.HELD),
+    "resume": (frozenset({S.HELD}), S.PENDING),
+    "retry": (frozenset({S.FAILED}), S.PENDING),
+}
+
+
+def check_operator(job_id: str, action: str, current: JobState | str) -> JobState:
+    """The state an operator's ``action`` moves a job in ``current`` to; raises
+    ``IllegalTransition`` when the action does not apply to that state."""
+    allowed, target = OPERATOR_MOVES[action]
+    if JobState(current) not in allowed:
+        raise IllegalTransition(job_id, str(current), target.value)
+    check(job_id, current, target)
+    return target
 
 
 def check(job_id: str, current: JobState | str, target: JobState | str) -> None:

@@ -1,7 +1,8 @@
 """Publishing work to the workers. Messages carry job ids only, never fax content.
 
-The Celery app lives in ``workers.app``; it is imported here lazily so the domain
-package does not depend on the worker package at import time.
+The Celery app is made here, configured from ``config/celery.py``: producers (the API,
+the tick, the client in-process) publish through it by task name, and ``workers.app``
+registers the tasks on the same app. The dispatcher never imports the workers.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from celery import Celery
 from kombu import pools
 
+from config.celery import CeleryConfig
 from config.settings import get_settings
+from dispatcher.broker import broker_url, redis_client
 
 __all__ = [
     "MAX_COUNTDOWN",
+    "app",
     "QUEUES",
     "publish_dispatch",
     "publish_poll",
@@ -36,6 +41,10 @@ QUEUES = ("dispatch", "poll", "events")
 #: Jobs per ``fax.dispatch_many`` message.
 BATCH = 50
 
+#: The one Celery app; starting it connects to nothing.
+app = Celery("fax_dispatcher")
+app.config_from_object(CeleryConfig())
+
 
 def redelivery_guard() -> timedelta:
     """How long a published job waits before the tick publishes it again, in case the
@@ -47,16 +56,13 @@ def redelivery_guard() -> timedelta:
 @contextmanager
 def _producer() -> Iterator[Any]:
     """A pooled producer for the broker the current settings name (one pool per URL)."""
-    from workers.app import app
-    from workers.broker import broker_url
-
     connection = app.connection_for_write(broker_url())
     with pools.producers[connection].acquire(block=True) as producer:
-        yield app, producer
+        yield producer
 
 
 def _send(name: str, args: list[object], countdown: float | None = None) -> None:
-    with _producer() as (app, producer):
+    with _producer() as producer:
         app.send_task(name, args=args, countdown=countdown, producer=producer)
 
 
@@ -72,7 +78,7 @@ def publish_dispatch(attempts: Iterable[tuple[str, int]], countdown: float | Non
         raise ValueError(f"countdown {countdown}s is over {MAX_COUNTDOWN}s: use next_attempt_at")
     items = [[job_id, number] for job_id, number in attempts]
     # One pipelined round trip per publish, not one per message.
-    with _producer() as (app, producer), producer.batch():
+    with _producer() as producer, producer.batch():
         if countdown is None and len(items) > 1:
             for start in range(0, len(items), BATCH):
                 app.send_task(
@@ -93,8 +99,6 @@ def publish_reconcile(job_id: str) -> None:
 
 def queue_depths() -> dict[str, int]:
     """Messages waiting in each queue (with Redis, each queue is a list named after it)."""
-    from dispatcher.guards import redis_client
-
     pipe = redis_client().pipeline(transaction=False)
     for name in QUEUES:
         pipe.llen(name)

@@ -6,11 +6,12 @@ from sqlalchemy.orm import Session
 
 from dispatcher import guards
 from dispatcher.clock import utcnow
+from dispatcher.effects import after_commit
 from dispatcher.errors import IllegalTransition, JobNotFound, ProviderError, ProviderRejected
-from dispatcher.lifecycle import JobState, check, transition
+from dispatcher.lifecycle import EventSource, JobState, check_operator, transition
 from dispatcher.messaging import publish_dispatch
 from dispatcher.outcomes import record_event
-from dispatcher.providers.registry import get_adapter
+from dispatcher.runtime import get_adapter
 from dispatcher.sending import follow_lost_send
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Job
@@ -18,21 +19,21 @@ from dispatcher.store.models import Job
 __all__ = ["cancel", "hold", "resume", "retry"]
 
 
-def _act(
-    job_id: str, target: JobState, allowed: set[JobState], detail: str, **values: object
-) -> Job:
-    """Move a job for an operator, or explain why not. Returns the job as it now is."""
+def _act(job_id: str, action: str, detail: str, **values: object) -> Job:
+    """Move a job as an operator's ``action`` does (``lifecycle.OPERATOR_MOVES``), or
+    explain why not. Returns the job as it now is."""
     with session_scope() as session:
         job = _load(session, job_id)
-        if JobState(job.state) not in allowed:
-            raise IllegalTransition(job_id, job.state, target.value)
         state_from = job.state
-        check(job_id, state_from, target)
+        target = check_operator(job_id, action, state_from)
         if not transition(session, job, target, reason=detail, **values):
             raise IllegalTransition(job_id, "a state that just changed", target.value)
-        record_event(session, job, source="operator", state_from=state_from, detail=detail)
-    if target is not JobState.PENDING:
-        guards.release_line(job.to_number, job.id)
+        record_event(
+            session, job, source=EventSource.OPERATOR, state_from=state_from, detail=detail
+        )
+        if target is not JobState.PENDING:
+            number = job.to_number
+            after_commit(session, lambda: guards.release_line(number, job_id))
     return job
 
 
@@ -71,19 +72,12 @@ def cancel(job_id: str, why: str = "cancelled by an operator") -> Job:
             raise IllegalTransition(
                 job_id, f"in_progress ({provider} refused: {exc.message})", "cancelled"
             ) from exc
-    return _act(
-        job_id,
-        JobState.CANCELLED,
-        {JobState.PENDING, JobState.HELD, JobState.IN_PROGRESS},
-        why,
-        next_attempt_at=None,
-        next_poll_at=None,
-    )
+    return _act(job_id, "cancel", why, next_attempt_at=None, next_poll_at=None)
 
 
 def hold(job_id: str, why: str = "held by an operator") -> Job:
     """Keep a pending job from being sent until it is resumed."""
-    return _act(job_id, JobState.HELD, {JobState.PENDING}, why, next_attempt_at=None)
+    return _act(job_id, "hold", why, next_attempt_at=None)
 
 
 def _requeue(job: Job) -> Job:
@@ -93,7 +87,7 @@ def _requeue(job: Job) -> Job:
 
 def resume(job_id: str, why: str = "resumed by an operator") -> Job:
     """Send a held job again (after credit was added, or an operator hold)."""
-    return _requeue(_act(job_id, JobState.PENDING, {JobState.HELD}, why, next_attempt_at=utcnow()))
+    return _requeue(_act(job_id, "resume", why, next_attempt_at=utcnow()))
 
 
 def retry(job_id: str, why: str = "retried by an operator") -> Job:
@@ -103,8 +97,7 @@ def retry(job_id: str, why: str = "retried by an operator") -> Job:
     return _requeue(
         _act(
             job_id,
-            JobState.PENDING,
-            {JobState.FAILED},
+            "retry",
             why,
             next_attempt_at=utcnow(),
             budget_start=attempts,

@@ -17,9 +17,11 @@ from config.settings import get_settings
 from dispatcher import guards
 from dispatcher.catalogue import Family, Outcome, StatusEntry
 from dispatcher.clock import utcnow
-from dispatcher.lifecycle import JobState, transition
+from dispatcher.effects import after_commit
+from dispatcher.lifecycle import EventSource, JobState, transition
 from dispatcher.policy import Decision, History, JobOverrides, PartialSend, Step, decide
 from dispatcher.providers.base import ProviderStatus
+from dispatcher.routing import next_provider
 from dispatcher.runtime import policy
 from dispatcher.store.models import Attempt, Job, StatusEvent
 
@@ -29,7 +31,6 @@ __all__ = [
     "decide_for",
     "event_row",
     "history_of",
-    "next_on_route",
     "record_event",
     "record_events",
 ]
@@ -60,15 +61,6 @@ def history_of(job: Job) -> History:
     return History(job.attempt_count - job.budget_start, job.immediate_retries)
 
 
-def next_on_route(job: Job) -> str | None:
-    """The provider after the job's current one on its route, if any."""
-    route = job.route or [job.provider]
-    if job.provider not in route:
-        return None
-    index = route.index(job.provider)
-    return route[index + 1] if index + 1 < len(route) else None
-
-
 def decide_for(job: Job, entry: StatusEntry, retry_after: float | None = None) -> Decision:
     overrides = JobOverrides.from_options(job.options or {}, get_settings().time_scale)
     time_left = (job.deadline - utcnow()).total_seconds() if job.deadline else None
@@ -78,7 +70,7 @@ def decide_for(job: Job, entry: StatusEntry, retry_after: float | None = None) -
         policy(),
         overrides,
         retry_after=retry_after,
-        next_provider=next_on_route(job),
+        next_provider=next_provider(job.route, job.provider),
         time_left=time_left,
     )
 
@@ -86,7 +78,7 @@ def decide_for(job: Job, entry: StatusEntry, retry_after: float | None = None) -
 def event_row(
     job: Job | JobRef,
     *,
-    source: str,
+    source: EventSource,
     state_from: str | None,
     detail: str | None = None,
     entry: StatusEntry | None = None,
@@ -127,7 +119,7 @@ def apply_decision(
     entry: StatusEntry,
     decision: Decision,
     *,
-    source: str,
+    source: EventSource,
     status: ProviderStatus | None = None,
     error: str | None = None,
 ) -> bool:
@@ -155,9 +147,9 @@ def apply_decision(
         values["provider_fax_id"] = None
         values["next_poll_at"] = None
         if decision.step is Step.REROUTE:
-            values["provider"] = next_on_route(job)
+            values["provider"] = next_provider(job.route, job.provider)
             values["resend_from_page"] = 0
-        elif _resends_remaining(job, entry, status):
+        elif status is not None and _resends_remaining(job, entry, status):
             values["resend_from_page"] = job.resend_from_page + (status.pages_sent or 0)
     else:
         values["next_poll_at"] = None
@@ -165,11 +157,12 @@ def apply_decision(
     if not transition(session, job, target, **values):
         return False
     if target is JobState.IN_PROGRESS:
-        guards.keep_line(number, job_id)
+        after_commit(session, lambda: guards.keep_line(number, job_id))
     else:
-        guards.release_line(number, job_id)
+        after_commit(session, lambda: guards.release_line(number, job_id))
     if entry.family is Family.BUSY and decision.step is Step.RETRY:
-        guards.share_busy(number, decision.delay or 0.0)
+        delay = decision.delay or 0.0
+        after_commit(session, lambda: guards.share_busy(number, delay))
     if attempt is not None and (decision.step is not Step.POLL or entry.is_final):
         _finish_attempt(attempt, entry, status, error)
     if code_changed or decision.step is not Step.POLL:
@@ -186,12 +179,11 @@ def apply_decision(
     return True
 
 
-def _resends_remaining(job: Job, entry: StatusEntry, status: ProviderStatus | None) -> bool:
+def _resends_remaining(job: Job, entry: StatusEntry, status: ProviderStatus) -> bool:
     partial = JobOverrides.from_options(job.options or {}).partial
     return (
         entry.outcome is Outcome.PARTIAL
         and partial is PartialSend.RESEND_REMAINING
-        and status is not None
         and bool(status.pages_sent)
     )
 

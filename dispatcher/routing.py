@@ -8,6 +8,7 @@ rate limits) for each provider.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from functools import cache
@@ -19,8 +20,8 @@ import phonenumbers
 from phonenumbers import timezone as number_timezones
 
 from config.settings import get_settings
-from dispatcher.catalogue import Provider
-from dispatcher.errors import ConfigurationError
+from dispatcher.errors import ConfigurationError, ValidationError
+from dispatcher.providers.registry import provider_name
 
 __all__ = ["Routing", "Window", "current_routing", "load_routing"]
 
@@ -62,7 +63,7 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Routing:
-    routes: dict[str, tuple[Provider, ...]]
+    routes: dict[str, tuple[str, ...]]
     rejects: tuple[tuple[str, str], ...] = ()
     windows: tuple[Window, ...] = ()
     breaker_threshold: int = 5
@@ -72,13 +73,13 @@ class Routing:
     share_busy: bool = True
     limits: dict[str, Limits] = field(default_factory=dict)
 
-    def route_for(self, number: str) -> tuple[Provider, ...]:
+    def route_for(self, number: str) -> tuple[str, ...]:
         """Providers for a destination, most specific rule first."""
         prefixes = [k for k in self.routes if k.startswith("+") and number.startswith(k)]
         if prefixes:
             return self.routes[max(prefixes, key=len)]
         region = phonenumbers.region_code_for_number(phonenumbers.parse(number))
-        return self.routes.get(region) or self.routes["default"]
+        return self.routes.get(region or "") or self.routes["default"]
 
     def reject_reason(self, number: str) -> str | None:
         """Why a number is never dialled, or None."""
@@ -106,11 +107,11 @@ def _time(text: str, where: str) -> time | None:
         raise ConfigurationError(f"{where}: {text!r} is not HH:MM") from exc
 
 
-def _routes(data: dict[str, Any]) -> dict[str, tuple[Provider, ...]]:
+def _routes(data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     try:
-        routes = {key: tuple(Provider(p) for p in value) for key, value in data.items()}
-    except ValueError as exc:
-        raise ConfigurationError(f"[routes]: {exc}") from exc
+        routes = {key: tuple(provider_name(p) for p in value) for key, value in data.items()}
+    except ValidationError as exc:
+        raise ConfigurationError(f"[routes]: {exc.reason}") from exc
     if not routes.get("default"):
         raise ConfigurationError("[routes] needs a non-empty default")
     return routes
@@ -155,3 +156,12 @@ def load_routing(path: Path) -> Routing:
 def current_routing() -> Routing:
     """The routing file FAX_ROUTING_FILE names (read once per file per process)."""
     return load_routing(get_settings().routing_file)
+
+
+def next_provider(route: Sequence[str], current: str) -> str | None:
+    """The provider after ``current`` on a job's route (its failover order), if any."""
+    order = list(route) or [current]
+    if current not in order:
+        return None
+    index = order.index(current)
+    return order[index + 1] if index + 1 < len(order) else None

@@ -1,15 +1,21 @@
-"""Per-process shared objects: the loaded retry policy and the document store."""
+"""Per-process shared objects: the loaded retry policy, the document store, and one
+adapter per provider with the call hooks (circuit breaker) attached."""
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from pathlib import Path
 
 from config.settings import Settings, get_settings
+from dispatcher.guards import record_provider_call
 from dispatcher.policy import Policy, load_policy
+from dispatcher.providers.base import ProviderAdapter
+from dispatcher.providers.observed import ObservedAdapter
+from dispatcher.providers.registry import build_adapter
 from dispatcher.store.documents import DatabaseStore, DocumentStore, ObjectStore
 
-__all__ = ["document_store", "policy"]
+__all__ = ["clear_adapters", "document_store", "get_adapter", "policy"]
 
 
 @cache
@@ -37,3 +43,25 @@ def document_store(settings: Settings | None = None) -> DocumentStore:
         else:
             _stores[key] = DatabaseStore()
     return _stores[key]
+
+
+_adapters: dict[str, ProviderAdapter] = {}
+_adapters_lock = threading.Lock()
+
+
+def get_adapter(provider: str) -> ProviderAdapter:
+    """This process's adapter for ``provider``, built once from the settings, with the
+    call hooks (the circuit breaker) attached."""
+    with _adapters_lock:
+        if provider not in _adapters:
+            adapter = build_adapter(provider, get_settings())
+            _adapters[provider] = ObservedAdapter(adapter, [record_provider_call])
+        return _adapters[provider]
+
+
+def clear_adapters() -> None:
+    """Close and forget every cached adapter (tests; settings changes; worker shutdown)."""
+    with _adapters_lock:
+        for adapter in _adapters.values():
+            adapter.close()
+        _adapters.clear()

@@ -31,7 +31,7 @@ from dispatcher.messaging import (
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Job
 
-__all__ = ["TickReport", "tick"]
+__all__ = ["Due", "TickReport", "claim_due", "publish", "tick"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +77,11 @@ def _claim_due(
     the due condition: on SQLite, where the SELECT locks nothing, a row a worker moved in
     between (a new backoff) keeps what the worker wrote, and is not published."""
     rows = keep(
-        session.execute(
-            _locked(session, select(*columns).where(*due).order_by(order).limit(limit))
-        ).all()
+        list(
+            session.execute(
+                _locked(session, select(*columns).where(*due).order_by(order).limit(limit))
+            ).all()
+        )
     )
     if not rows:
         return []
@@ -95,8 +97,23 @@ def _claim_due(
     return [row for row in rows if row.id in claimed]
 
 
+@dataclass(frozen=True, slots=True)
+class Due:
+    """The work one tick claimed: (job id, next attempt), (job id, provider), job ids."""
+
+    dispatches: list[tuple[str, int]]
+    polls: list[tuple[str, str]]
+    reconciles: list[str]
+
+
 def tick(now: datetime | None = None) -> TickReport:
     """Publish due dispatches, due polls and reconciles for jobs stuck mid-send."""
+    return publish(claim_due(now))
+
+
+def claim_due(now: datetime | None = None) -> Due:
+    """Find the due work and push its next time out by the redelivery guard, so the next
+    tick does not publish it again while its message is queued: the database's part."""
     settings = get_settings()
     now = now or utcnow()
     batch = settings.tick_batch_size
@@ -139,17 +156,27 @@ def tick(now: datetime | None = None) -> TickReport:
             Job.updated_at,
             now,
         )
-    if pending:
-        publish_dispatch((row.id, row.attempt_count + 1) for row in pending)
+    return Due(
+        [(row.id, row.attempt_count + 1) for row in pending],
+        [(row.id, row.provider) for row in polls],
+        [row.id for row in stuck],
+    )
+
+
+def publish(due: Due) -> TickReport:
+    """Publish what a tick claimed: dispatches in batch messages, polls per provider in
+    batches of FAX_POLL_BATCH_SIZE, one reconcile per stuck job."""
+    if due.dispatches:
+        publish_dispatch(due.dispatches)
     by_provider: dict[str, list[str]] = defaultdict(list)
-    for row in polls:
-        by_provider[row.provider].append(row.id)
+    for job_id, provider in due.polls:
+        by_provider[provider].append(job_id)
     batches = 0
-    size = settings.poll_batch_size
+    size = get_settings().poll_batch_size
     for provider, ids in by_provider.items():
         for start in range(0, len(ids), size):
             publish_poll(provider, ids[start : start + size])
             batches += 1
-    for row in stuck:
-        publish_reconcile(row.id)
-    return TickReport(len(pending), len(polls), batches, len(stuck))
+    for job_id in due.reconciles:
+        publish_reconcile(job_id)
+    return TickReport(len(due.dispatches), len(due.polls), batches, len(due.reconciles))

@@ -40,13 +40,14 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import BindParameter, Connection, Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from dispatcher import guards
 from dispatcher.catalogue import classify_transport
 from dispatcher.clock import utcnow
+from dispatcher.effects import after_commit
 from dispatcher.errors import (
     ConfigurationError,
     DocumentUnavailable,
@@ -54,22 +55,21 @@ from dispatcher.errors import (
     ProviderRateLimited,
 )
 from dispatcher.leases import LeaseKeeper
-from dispatcher.lifecycle import FINAL_STATES, JobState, transition, transition_row
+from dispatcher.lifecycle import FINAL_STATES, EventSource, JobState, transition, transition_row
 from dispatcher.messaging import MAX_COUNTDOWN, publish_dispatch, redelivery_guard
 from dispatcher.outcomes import (
     JobRef,
     apply_decision,
     decide_for,
     event_row,
-    next_on_route,
     record_event,
     record_events,
 )
 from dispatcher.pages import pages_after
 from dispatcher.policy import Step
 from dispatcher.providers.base import Document, ProviderStatus, SendRequest
-from dispatcher.providers.registry import get_adapter
-from dispatcher.runtime import document_store, policy
+from dispatcher.routing import next_provider
+from dispatcher.runtime import document_store, get_adapter, policy
 from dispatcher.sendpool import SendPool, send_pool
 from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import Attempt, Job, JobDocument
@@ -92,7 +92,7 @@ STORE_PATIENCE = 60.0
 WAVE_WAIT = 1.0
 
 # The statements of every batch, built once: building one costs more than running it.
-_IDS = bindparam("ids", expanding=True)
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
 _CANDIDATES = select(
     Job.id,
     Job.state,
@@ -120,16 +120,6 @@ _ATTEMPT_SUBMITTED = (
     .where(Attempt.job_id == bindparam("w_job_id"), Attempt.number == bindparam("w_number"))
     .values(provider_fax_id=bindparam("fax_id"), submitted_at=bindparam("at"), unsettled=False)
 )
-#: A worker's sign of life for the jobs it is sending; the version moves, so a reconcile
-#: that read the job before changes nothing.
-_RENEW = (
-    update(Job)
-    .where(Job.id.in_(_IDS), Job.state == JobState.DISPATCHING.value)
-    .values(updated_at=bindparam("now"), version=Job.version + 1)
-    .execution_options(synchronize_session=False)
-)
-
-
 class _Claim(NamedTuple):
     """A claimed attempt whose row is committed: ready for the provider."""
 
@@ -156,21 +146,6 @@ def reference_for(job_id: str, number: int) -> str:
 
 def _settle_delay() -> timedelta:
     return timedelta(seconds=get_settings().settle_delay)
-
-
-def _renew_leases(job_ids: Sequence[str]) -> None:
-    with get_engine().begin() as connection:
-        connection.execute(_RENEW, {"ids": list(job_ids), "now": utcnow()})
-
-
-@cache
-def _lease_keeper(interval: float) -> LeaseKeeper:
-    return LeaseKeeper(interval, _renew_leases)
-
-
-def _leases() -> LeaseKeeper:
-    """This process's keeper of dispatch leases, renewing a third of a lease apart."""
-    return _lease_keeper(get_settings().dispatch_lease / 3)
 
 
 def _attempt(session: Session, job_id: str, number: int) -> Attempt:
@@ -259,7 +234,9 @@ def _record_wave(
             accepted.append(result)
         else:
             outcomes[claim.job_id] = result
-    for sent, followed in zip(accepted, _follow(accepted, source="dispatch"), strict=True):
+    for sent, followed in zip(
+        accepted, _follow(accepted, source=EventSource.DISPATCH), strict=True
+    ):
         outcomes[sent.job_id] = (
             f"sent as {sent.provider} fax {sent.fax_id}" if followed else "sent; moved meanwhile"
         )
@@ -294,7 +271,9 @@ def _claim(
             ready.append(row)
     ready, documents = _sendable(ready, outcomes)
     sends = [
-        guards.Send(row.id, row.to_number, row.provider, next_on_route(row) is not None)
+        guards.Send(
+            row.id, row.to_number, row.provider, next_provider(row.route, row.provider) is not None
+        )
         for row in ready
     ]
     allowed: list[Row[Any]] = []
@@ -493,7 +472,7 @@ def _expire(session: Session, job: Job) -> str:
     )
     if not transition(session, job, JobState.FAILED, reason=reason, next_attempt_at=None):
         return "skipped: moved meanwhile"
-    record_event(session, job, source="dispatch", state_from=state_from, detail=reason)
+    record_event(session, job, source=EventSource.DISPATCH, state_from=state_from, detail=reason)
     return reason
 
 
@@ -502,7 +481,7 @@ def _hold(session: Session, job: Job, reason: str) -> str:
     state_from = job.state
     if not transition(session, job, JobState.HELD, reason=reason, next_attempt_at=None):
         return "skipped: moved meanwhile"
-    record_event(session, job, source="dispatch", state_from=state_from, detail=reason)
+    record_event(session, job, source=EventSource.DISPATCH, state_from=state_from, detail=reason)
     return f"held: {reason}"
 
 
@@ -511,7 +490,7 @@ def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
     number = job.attempt_count + 1
     values: dict[str, object] = {}
     if hold.failover:
-        values["provider"] = next_on_route(job)
+        values["provider"] = next_provider(job.route, job.provider)
         values["resend_from_page"] = 0  # the next provider has none of the pages
         reason, delay = f"{hold.reason}: failing over to {values['provider']}", 0.0
     else:
@@ -525,14 +504,14 @@ def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
     state_from = job.state
     if not transition(session, job, JobState.PENDING, reason=reason, next_attempt_at=due, **values):
         return "skipped: moved meanwhile"
-    record_event(session, job, source="dispatch", state_from=state_from, detail=reason)
+    record_event(session, job, source=EventSource.DISPATCH, state_from=state_from, detail=reason)
     if short:
         session.commit()
         _republish_soon(job.id, number, delay)
     return f"deferred: {reason}"
 
 
-def _follow(sends: Sequence[_Sent], *, source: str) -> list[bool]:
+def _follow(sends: Sequence[_Sent], *, source: EventSource) -> list[bool]:
     """Make each job follow the fax the provider has for its attempt: in one transaction
     for the jobs still dispatching that attempt, one by one for the rest (a late answer).
     For each send, whether the job now follows that fax."""
@@ -543,7 +522,9 @@ def _follow(sends: Sequence[_Sent], *, source: str) -> list[bool]:
     return [ok or _adopt(sent, source) for sent, ok in zip(sends, recorded, strict=True)]
 
 
-def _mark_in_progress(connection: Connection, sends: Sequence[_Sent], *, source: str) -> list[bool]:
+def _mark_in_progress(
+    connection: Connection, sends: Sequence[_Sent], *, source: EventSource
+) -> list[bool]:
     """Move each job claimed for the send's attempt to in progress, by ids: nothing is read."""
     now = utcnow()
     moved: list[bool] = []
@@ -594,7 +575,7 @@ def _accepted(sent: _Sent) -> str:
 _ADOPTABLE = frozenset({JobState.PENDING, JobState.HELD, JobState.FAILED})
 
 
-def _adopt(sent: _Sent, source: str) -> bool:
+def _adopt(sent: _Sent, source: EventSource) -> bool:
     """A fax id that arrived after the job moved on (its answer was judged lost, or the
     job was held or failed meanwhile): record it on its attempt, and if no later attempt
     was made, follow it. True if the job now follows that fax."""
@@ -640,9 +621,9 @@ def _adopt(sent: _Sent, source: str) -> bool:
             detail=detail,
             attempt_number=sent.number,
         )
-        number = job.to_number
-    if follows:
-        guards.keep_line(number, sent.job_id)
+        if follows:
+            number = job.to_number
+            after_commit(session, lambda: guards.keep_line(number, sent.job_id))
     if cancel:
         try:
             get_adapter(sent.provider).cancel(sent.fax_id)
@@ -665,10 +646,12 @@ def _send_failed(claim: _Claim, exc: ProviderError) -> str:
         if found is not None:
             _follow(
                 [_Sent(claim.job_id, claim.provider, claim.number, found.fax_id)],
-                source="reconcile",
+                source=EventSource.RECONCILE,
             )
             return f"answer lost, but the provider has it as fax {found.fax_id}"
-        return _answer_lost(claim.job_id, claim.number, exc.kind, exc.message, source="dispatch")
+        return _answer_lost(
+            claim.job_id, claim.number, exc.kind, exc.message, source=EventSource.DISPATCH
+        )
     entry = classify_transport(exc.provider, exc.kind)
     retry_after = exc.retry_after if isinstance(exc, ProviderRateLimited) else None
     with session_scope() as session:
@@ -678,7 +661,9 @@ def _send_failed(claim: _Claim, exc: ProviderError) -> str:
             attempt.error = exc.message
             return f"send failed ({exc.kind}); the job moved meanwhile"
         decision = decide_for(job, entry, retry_after)
-        apply_decision(session, job, attempt, entry, decision, source="dispatch", error=exc.message)
+        apply_decision(
+            session, job, attempt, entry, decision, source=EventSource.DISPATCH, error=exc.message
+        )
         step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
     _retry_soon(claim.job_id, next_number, step, delay)
     return f"send failed ({exc.kind}): {decision.reason}"
@@ -699,7 +684,7 @@ def _answer_lost(
     kind: str,
     error: str,
     *,
-    source: str,
+    source: EventSource,
     version: int | None = None,
 ) -> str:
     """The answer to attempt ``number`` was lost and the provider does not show the send
@@ -745,8 +730,8 @@ def _answer_lost(
             detail=f"{reason}: {error}",
             attempt_number=number,
         )
-        to = job.to_number
-    guards.keep_line(to, job_id)  # the fax may be on the line: keep it the job's
+        to = job.to_number  # the fax may be on the line: keep it the job's
+        after_commit(session, lambda: guards.keep_line(to, job_id))
     return reason
 
 
@@ -780,7 +765,7 @@ def _settle_earlier(job_id: str, number: int) -> str:
     except ProviderError as exc:  # nothing is sent; the tick offers the job again later
         return f"skipped: cannot settle attempt {earlier} yet: {exc}"
     if found is not None:
-        _follow([_Sent(job_id, provider, earlier, found.fax_id)], source="reconcile")
+        _follow([_Sent(job_id, provider, earlier, found.fax_id)], source=EventSource.RECONCILE)
         return f"settled: attempt {earlier} reached {provider} as fax {found.fax_id}"
     settles_at = lost_at + _settle_delay()
     if utcnow() < settles_at:
@@ -806,7 +791,9 @@ def _settled_unsent(job_id: str, number: int) -> str:
         error = f"{attempt.error or 'no answer'} (the provider never had this send)"
         entry = classify_transport(attempt.provider, attempt.status_code or "lost")
         decision = decide_for(job, entry)
-        apply_decision(session, job, attempt, entry, decision, source="reconcile", error=error)
+        apply_decision(
+            session, job, attempt, entry, decision, source=EventSource.RECONCILE, error=error
+        )
         step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
     _retry_soon(job_id, next_number, step, delay)
     return f"attempt {number - 1} never reached the provider: {decision.reason}"
@@ -827,7 +814,9 @@ def reconcile(job_id: str) -> str:
     except ProviderError as exc:  # still dispatching: the tick reconciles it again later
         return f"cannot settle attempt {number} yet: {exc}"
     if found is not None:
-        if _follow([_Sent(job_id, provider, number, found.fax_id)], source="reconcile")[0]:
+        if _follow([_Sent(job_id, provider, number, found.fax_id)], source=EventSource.RECONCILE)[
+            0
+        ]:
             return f"found the send at the provider as fax {found.fax_id}"
         return "moved meanwhile"
     return _answer_lost(
@@ -835,7 +824,7 @@ def reconcile(job_id: str) -> str:
         number,
         "lost",
         "the worker stopped before the provider's answer was recorded",
-        source="reconcile",
+        source=EventSource.RECONCILE,
         version=version,
     )
 
@@ -855,4 +844,4 @@ def follow_lost_send(job_id: str) -> bool:
     found = get_adapter(provider).find_by_reference(reference, started)
     if found is None:
         return False
-    return _follow([_Sent(job_id, provider, number, found.fax_id)], source="operator")[0]
+    return _follow([_Sent(job_id, provider, number, found.fax_id)], source=EventSource.OPERATOR)[0]

@@ -32,9 +32,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from config.settings import Settings
+from dispatcher.broker import ensure_embedded_broker, running_broker_url, stop_embedded_broker
 from dispatcher.client import FaxClient
+from dispatcher.providers.registry import definitions
 from dispatcher.store.db import upgrade
-from workers.broker import ensure_embedded_broker, running_broker_url, stop_embedded_broker
 
 __all__ = [
     "Child",
@@ -169,7 +170,7 @@ class Restarts:
         """Note a death (or a failed restart) at ``now``; returns the wait before restarting."""
         if now - self.started_at >= self.stable:
             self.failures = 0
-        delay = min(self.limit, self.first * 2**self.failures)
+        delay = min(self.limit, self.first * float(2**self.failures))
         self.failures += 1
         self.due = now + delay
         return delay
@@ -291,7 +292,8 @@ class LocalStack:
         """API token and Flower password for this FAX_HOME, made once, kept 0600."""
         path = self.home / "credentials.json"
         if path.exists():
-            return json.loads(path.read_text())
+            known: dict[str, str] = json.loads(path.read_text())
+            return known
         values = {
             "api_token": secrets.token_urlsafe(24),
             "flower_basic_auth": f"admin:{secrets.token_urlsafe(12)}",
@@ -301,8 +303,7 @@ class LocalStack:
         return values
 
     def _needs_sandbox(self) -> bool:
-        s = self.settings
-        return not (s.faxplus.token and s.interfax.password and s.optum.client_secret)
+        return not all(d.load_settings().configured() for d in definitions().values())
 
     def _serve(self, name: str, command: list[str], health_path: str) -> None:
         port = _free_port(self.ports[name])

@@ -59,7 +59,7 @@ class Submitted:
 def _request_hash(fax: ValidFax) -> str:
     canonical = {
         "to": fax.to,
-        "provider": fax.provider.value,
+        "provider": fax.provider,
         "documents": [info.sha256 for _, _, info in fax.documents],
         "send_at": fax.send_at.isoformat() if fax.send_at else None,
         "deadline": fax.deadline.isoformat() if fax.deadline else None,
@@ -83,8 +83,8 @@ def _job_rows(
     job = {
         "id": job_id,
         "to_number": fax.to,
-        "provider": fax.provider.value,
-        "route": [p.value for p in fax.route],
+        "provider": fax.provider,
+        "route": list(fax.route),
         "state": JobState.PENDING.value,
         "version": 1,
         "idempotency_key": key,
@@ -124,7 +124,7 @@ def _taken(session: Session, keys: list[str]) -> dict[str, tuple[str, str]]:
     query = select(Job.idempotency_key, Job.id, Job.request_hash).where(
         Job.idempotency_key.in_(keys)
     )
-    return {key: (job_id, stored) for key, job_id, stored in session.execute(query)}
+    return {str(key): (job_id, stored) for key, job_id, stored in session.execute(query)}
 
 
 def _store_documents(session: Session, faxes: Iterable[ValidFax]) -> None:
@@ -221,8 +221,8 @@ def submit_valid(
                         seen[key] = len(results)
                     results.append(Submitted(job["id"], created=True))
             if jobs:
-                session.execute(insert(Job.__table__), jobs)
-                session.execute(insert(JobDocument.__table__), documents)
+                session.execute(insert(Job), jobs)
+                session.execute(insert(JobDocument), documents)
     except IntegrityError:
         # Another producer inserted one of these idempotency keys meanwhile.
         if len(items) > 1:

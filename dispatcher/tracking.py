@@ -24,14 +24,14 @@ from config.settings import get_settings
 from dispatcher import guards
 from dispatcher.catalogue import Outcome, StatusEntry, classify
 from dispatcher.clock import utcnow
+from dispatcher.effects import after_commit
 from dispatcher.errors import ProviderError
-from dispatcher.lifecycle import JobState, transition
+from dispatcher.lifecycle import AttemptKind, EventSource, JobState, transition
 from dispatcher.messaging import publish_poll
 from dispatcher.outcomes import apply_decision, decide_for, record_event
 from dispatcher.policy import Step
 from dispatcher.providers.base import ManualRetry, ProviderAdapter, ProviderStatus
-from dispatcher.providers.registry import get_adapter
-from dispatcher.runtime import policy
+from dispatcher.runtime import get_adapter, policy
 from dispatcher.sending import reference_for
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job, WebhookEvent
@@ -39,8 +39,6 @@ from dispatcher.store.models import Attempt, Job, WebhookEvent
 __all__ = ["apply_status", "poll", "poll_now", "take_event"]
 
 log = logging.getLogger(__name__)
-
-PROVIDER_RETRY = "provider_retry"
 
 
 def poll(provider: str, job_ids: Sequence[str]) -> int:
@@ -54,7 +52,7 @@ def poll(provider: str, job_ids: Sequence[str]) -> int:
                 Job.provider_fax_id.is_not(None),
             )
         ).all()
-    by_fax = {fax_id: job_id for job_id, fax_id in rows}
+    by_fax = {str(fax_id): job_id for job_id, fax_id in rows}
     if not by_fax:
         return 0
     circuit = guards.breaker(provider)
@@ -81,7 +79,9 @@ def poll(provider: str, job_ids: Sequence[str]) -> int:
             if status is None:
                 changed += _unknown_fax(session, job, fax_id)
             else:
-                changed += apply_status(session, job, status, source="poll", read_at=read_at)
+                changed += apply_status(
+                    session, job, status, source=EventSource.POLL, read_at=read_at
+                )
     return changed
 
 
@@ -109,8 +109,11 @@ def _unknown_fax(session: Session, job: Job, fax_id: str) -> bool:
     if not transition(session, job, JobState.HELD, reason=reason, next_poll_at=None):
         return False
     log.warning("job %s: held: %s", job.id, reason)
-    record_event(session, job, source="poll", state_from=JobState.IN_PROGRESS, detail=reason)
-    guards.release_line(job.to_number, job.id)
+    record_event(
+        session, job, source=EventSource.POLL, state_from=JobState.IN_PROGRESS, detail=reason
+    )
+    number = job.to_number
+    after_commit(session, lambda: guards.release_line(number, job.id))
     return True
 
 
@@ -121,7 +124,7 @@ def _current_attempt(session: Session, job: Job) -> Attempt | None:
 
 
 def apply_status(
-    session: Session, job: Job, status: ProviderStatus, *, source: str, read_at: datetime
+    session: Session, job: Job, status: ProviderStatus, *, source: EventSource, read_at: datetime
 ) -> bool:
     """Apply one status reading, taken at ``read_at``, to its job. False when it changes
     nothing: the job no longer follows that fax, or the reading may be older than the
@@ -138,7 +141,7 @@ def apply_status(
         log.warning(
             "job %s: unlisted %s code %r, using the safe default", job.id, job.provider, status.code
         )
-    if attempt is not None and attempt.kind == PROVIDER_RETRY and attempt.unsettled:
+    if attempt is not None and attempt.kind == AttemptKind.PROVIDER_RETRY and attempt.unsettled:
         settled = _settle_provider_retry(session, job, attempt, entry)
         if settled is not None:
             return settled
@@ -147,7 +150,7 @@ def apply_status(
         decision.step is Step.RETRY
         and entry.outcome is Outcome.FAILURE
         and attempt is not None
-        and attempt.kind == "send"
+        and attempt.kind == AttemptKind.SEND
         and get_adapter(job.provider).has_manual_retry
     ):
         return _claim_provider_retry(session, job, attempt, status, entry)
@@ -187,7 +190,7 @@ def _claim_provider_retry(
         Attempt(
             job_id=job.id,
             number=number,
-            kind=PROVIDER_RETRY,
+            kind=AttemptKind.PROVIDER_RETRY,
             provider=job.provider,
             reference=reference_for(job.id, number),
             provider_fax_id=job.provider_fax_id,
@@ -198,7 +201,7 @@ def _claim_provider_retry(
     record_event(
         session,
         job,
-        source="poll",
+        source=EventSource.POLL,
         state_from=JobState.IN_PROGRESS,
         detail=reason,
         entry=entry,
@@ -231,7 +234,13 @@ def _ask_provider_retry(session: Session, job: Job, number: int, entry: StatusEn
             log.warning("job %s: %s refused its manual retry (%s)", job.id, job.provider, exc)
             retry.unsettled = False
             return apply_decision(
-                session, job, retry, entry, decide_for(job, entry), source="poll", error=exc.message
+                session,
+                job,
+                retry,
+                entry,
+                decide_for(job, entry),
+                source=EventSource.POLL,
+                error=exc.message,
             )
         # Refused because another reader of the same failure asked first: it is made.
     retry.unsettled = False

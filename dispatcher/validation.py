@@ -14,60 +14,15 @@ from typing import Any
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
-from dispatcher.catalogue import Provider
 from dispatcher.clock import utcnow
 from dispatcher.documents import DocumentInfo, inspect_document
 from dispatcher.errors import ValidationError
 from dispatcher.policy import PartialSend
+from dispatcher.providers.registry import definition, definitions, provider_name
 from dispatcher.routing import current_routing
 
-__all__ = ["LIMITS", "ProviderLimits", "ValidFax", "normalize_number", "validate_fax"]
+__all__ = ["MAX_DOCUMENT_BYTES", "ValidFax", "normalize_number", "validate_fax"]
 
-_PDF_TIFF = frozenset({"application/pdf", "image/tiff"})
-_IMAGES = frozenset({"image/png", "image/jpeg"})
-_OFFICE = frozenset(
-    {
-        "application/msword",
-        "application/rtf",
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderLimits:
-    """What one provider accepts, from its documentation (shared/providers/)."""
-
-    mime_types: frozenset[str]
-    max_files: int
-    max_total_bytes: int
-    max_pages: int
-    countries: frozenset[str] | None = None  # region codes; None = anywhere
-
-
-MiB = 1024 * 1024
-LIMITS: dict[Provider, ProviderLimits] = {
-    Provider.FAXPLUS: ProviderLimits(
-        _PDF_TIFF | _IMAGES | _OFFICE | {"text/plain"},
-        max_files=10,
-        max_total_bytes=30 * MiB,
-        max_pages=500,
-    ),
-    Provider.INTERFAX: ProviderLimits(
-        _PDF_TIFF | _IMAGES | _OFFICE | {"text/plain"},
-        max_files=20,
-        max_total_bytes=20 * MiB,
-        max_pages=100,
-    ),
-    Provider.OPTUM: ProviderLimits(
-        _PDF_TIFF | _IMAGES,
-        max_files=1,
-        max_total_bytes=10 * MiB,
-        max_pages=200,
-        countries=frozenset({"US"}),
-    ),
-}
 _REFUSED_TYPES = {
     PhoneNumberType.PREMIUM_RATE: "premium-rate numbers are never dialled",
     PhoneNumberType.SHARED_COST: "shared-cost numbers are never dialled",
@@ -76,7 +31,7 @@ _REFUSED_TYPES = {
     PhoneNumberType.VOICEMAIL: "voicemail numbers are never dialled",
 }
 #: No provider takes more: a larger upload is refused before anything parses it.
-MAX_DOCUMENT_BYTES = max(limits.max_total_bytes for limits in LIMITS.values())
+MAX_DOCUMENT_BYTES = max(d.limits.max_total_bytes for d in definitions().values())
 MAX_METADATA_KEYS = 20
 MAX_METADATA_BYTES = 4096
 
@@ -86,12 +41,12 @@ class ValidFax:
     """A fax request that passed every check, with its documents inspected."""
 
     to: str
-    provider: Provider
+    provider: str
     documents: Sequence[tuple[str, bytes, DocumentInfo]]
     send_at: datetime | None
     metadata: Mapping[str, str]
     options: Mapping[str, Any]
-    route: tuple[Provider, ...] = ()
+    route: tuple[str, ...] = ()
     deadline: datetime | None = None
 
     @property
@@ -180,46 +135,36 @@ def _deadline(deadline: datetime | None, send_at: datetime | None) -> datetime |
 
 
 def _check_limits(
-    provider: Provider, region: str, inspected: Sequence[tuple[str, bytes, DocumentInfo]]
+    provider: str, region: str, inspected: Sequence[tuple[str, bytes, DocumentInfo]]
 ) -> None:
     """Raise ``ValidationError`` unless ``provider`` takes these documents to this region."""
-    limits = LIMITS[provider]
+    limits = definition(provider).limits
     if limits.countries is not None and region not in limits.countries:
-        raise ValidationError("to", f"{provider.value} does not fax to {region} numbers")
+        raise ValidationError("to", f"{provider} does not fax to {region} numbers")
     if len(inspected) > limits.max_files:
         raise ValidationError(
-            "documents", f"{provider.value} takes at most {limits.max_files} files per fax"
+            "documents", f"{provider} takes at most {limits.max_files} files per fax"
         )
     for index, (name, _, info) in enumerate(inspected):
         if info.mime_type not in limits.mime_types:
             raise ValidationError(
                 f"documents[{index}]",
-                f"{info.mime_type} is not a type {provider.value} accepts ({name!r})",
+                f"{info.mime_type} is not a type {provider} accepts ({name!r})",
             )
     total = sum(info.size for _, _, info in inspected)
     if total > limits.max_total_bytes:
         raise ValidationError(
-            "documents", f"{total} bytes is over {provider.value}'s {limits.max_total_bytes}"
+            "documents", f"{total} bytes is over {provider}'s {limits.max_total_bytes}"
         )
     pages = sum(info.page_count for _, _, info in inspected)
     if pages > limits.max_pages:
-        raise ValidationError(
-            "documents", f"{pages} pages is over {provider.value}'s {limits.max_pages}"
-        )
-
-
-def _provider(name: Provider | str) -> Provider:
-    try:
-        return Provider(name)
-    except ValueError:
-        names = ", ".join(p.value for p in Provider)
-        raise ValidationError("provider", f"unknown provider {name!r} (one of {names})") from None
+        raise ValidationError("documents", f"{pages} pages is over {provider}'s {limits.max_pages}")
 
 
 def validate_fax(
     to: str,
     documents: Sequence[tuple[str, bytes]],
-    provider: Provider | str | None,
+    provider: str | None,
     send_at: datetime | None = None,
     metadata: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
@@ -234,7 +179,7 @@ def validate_fax(
     sends, the rest are the failover order. ``inspections`` caches document inspections
     across calls, so a batch sending the same bytes to many numbers parses them once.
     """
-    named = None if provider is None else _provider(provider)
+    named = None if provider is None else provider_name(provider)
     routing = current_routing()
     parsed = _parse_number(to, "to")
     number = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
@@ -256,9 +201,9 @@ def validate_fax(
             if inspections is not None:
                 inspections[content] = info
         inspected.append((name, content, info))
-    region = phonenumbers.region_code_for_number(parsed)
-    candidates = (named,) if named else routing.route_for(number)
-    route: list[Provider] = []
+    region = phonenumbers.region_code_for_number(parsed) or ""
+    candidates: tuple[str, ...] = (named,) if named is not None else routing.route_for(number)
+    route: list[str] = []
     first_error: ValidationError | None = None
     for candidate in candidates:
         try:

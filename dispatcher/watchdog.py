@@ -24,17 +24,16 @@ from sqlalchemy import delete, select
 from config.settings import get_settings
 from dispatcher import guards
 from dispatcher.clock import utcnow
-from dispatcher.lifecycle import JobState, transition
+from dispatcher.effects import after_commit
+from dispatcher.lifecycle import EventSource, JobState, transition
 from dispatcher.outcomes import record_event
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Job, WebhookEvent
 
-__all__ = ["SOURCE", "STALLED", "watch"]
+__all__ = ["STALLED", "watch"]
 
 log = logging.getLogger(__name__)
 
-#: The events the watchdog records carry this source.
-SOURCE = "watchdog"
 #: How the reason of a job the watchdog held begins.
 STALLED = "stalled:"
 
@@ -90,8 +89,8 @@ def _move(job_id: str, state: JobState) -> bool:
             session, job, target, reason=reason, next_poll_at=None, next_attempt_at=None
         ):
             return False
-        record_event(session, job, source=SOURCE, state_from=state, detail=reason)
+        record_event(session, job, source=EventSource.WATCHDOG, state_from=state, detail=reason)
         number = job.to_number
+        after_commit(session, lambda: guards.release_line(number, job_id))
     log.warning("job %s: %s", job_id, reason)
-    guards.release_line(number, job_id)
     return True

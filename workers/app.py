@@ -1,15 +1,14 @@
 """The Celery app: ``celery -A workers.app worker`` / ``beat`` / ``flower``.
 
-Its settings, and why each delivery setting is what it is, are in ``config/celery.py``.
+It is the dispatcher's own app (``dispatcher.messaging.app``), with the tasks of
+``workers.tasks`` registered on it; its settings, and why each delivery setting is what
+it is, are in ``config/celery.py``.
 """
 
 from __future__ import annotations
 
-from celery import Celery
-
-from config.celery import CeleryConfig
+from dispatcher.messaging import app
 
 __all__ = ["app"]
 
-app = Celery("fax_dispatcher", include=["workers.tasks"])
-app.config_from_object(CeleryConfig())
+app.conf.include = ["workers.tasks"]

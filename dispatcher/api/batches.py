@@ -17,9 +17,9 @@ from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
 from dispatcher import batches
 from dispatcher.api.auth import require_token
 from dispatcher.api.errors import ERROR_RESPONSES
-from dispatcher.api.faxes import upload_name
-from dispatcher.catalogue import Provider
+from dispatcher.api.faxes import PROVIDER_ENUM, upload_name
 from dispatcher.errors import BatchNotFound, ValidationError
+from dispatcher.providers.registry import provider_name
 from dispatcher.schemas import Batch
 
 __all__ = ["router"]
@@ -44,7 +44,9 @@ def create_batch(
     documents: Annotated[
         list[UploadFile], File(description="The documents the rows name, by file name.")
     ] = [],  # noqa: B006 - FastAPI reads the default, never mutates it
-    provider: Annotated[Provider | None, Form(description="For rows with none.")] = None,
+    provider: Annotated[
+        str | None, Form(description="For rows with none.", json_schema_extra=PROVIDER_ENUM)
+    ] = None,
     document: Annotated[
         str | None, Form(description="The document for rows with none (default: the only one).")
     ] = None,
@@ -66,7 +68,7 @@ def create_batch(
         rows.file,
         rows.filename or "rows.csv",
         files,
-        provider=provider.value if provider else None,
+        provider=provider_name(provider) if provider else None,
         default_document=document,
         batch_id=_batch_id(batch) if batch else None,
         first_row=first_row,

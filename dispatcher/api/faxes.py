@@ -17,14 +17,14 @@ from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Respons
 from dispatcher import operations, queries
 from dispatcher.api.auth import require_token
 from dispatcher.api.errors import ERROR_RESPONSES
-from dispatcher.catalogue import Provider
 from dispatcher.errors import JobNotFound, ValidationError
 from dispatcher.lifecycle import JobState
+from dispatcher.providers.registry import PROVIDERS, provider_name
 from dispatcher.schemas import Attempt, Event, Fax, FaxPage
 from dispatcher.store.models import Job
 from dispatcher.submission import FaxRequest, submit
 
-__all__ = ["router", "upload_name"]
+__all__ = ["PROVIDER_ENUM", "router", "upload_name"]
 
 router = APIRouter(
     prefix="/v1/faxes",
@@ -36,6 +36,8 @@ router = APIRouter(
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PAGE = 500
+#: The OpenAPI enum of a provider field (checked against the registry).
+PROVIDER_ENUM: dict[str, Any] = {"enum": list(PROVIDERS)}
 
 
 def _job_id(job_id: Annotated[str, Path(description="The id returned on submit.")]) -> str:
@@ -97,7 +99,9 @@ def create_fax(
     response: Response,
     to: Annotated[str, Form(description="Destination in E.164, e.g. +12025550100.")],
     documents: Annotated[list[UploadFile], File(description="PDF, TIFF, PNG, JPEG, ...")],
-    provider: Annotated[Provider | None, Form(description="Default: the configured one.")] = None,
+    provider: Annotated[
+        str | None, Form(description="Default: the route's.", json_schema_extra=PROVIDER_ENUM)
+    ] = None,
     send_at: Annotated[str | None, Form(description="ISO 8601 time with a zone.")] = None,
     deadline: Annotated[
         str | None, Form(description="ISO 8601 time with a zone; no attempt starts after it.")
@@ -115,7 +119,7 @@ def create_fax(
     request = FaxRequest(
         to=to,
         documents=[_document(i, d) for i, d in enumerate(documents)],
-        provider=provider.value if provider else None,
+        provider=provider or None,
         idempotency_key=_idempotency_key(idempotency_key),
         send_at=_time("send_at", send_at),
         metadata=_object("metadata", metadata),
@@ -132,7 +136,7 @@ def create_fax(
 @router.get("", response_model=FaxPage, summary="List faxes, newest first")
 def list_faxes(
     state: JobState | None = None,
-    provider: Provider | None = None,
+    provider: Annotated[str | None, Query(json_schema_extra=PROVIDER_ENUM)] = None,
     since: Annotated[str | None, Query(description="Created at or after (ISO 8601).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     before: Annotated[str | None, Query(description="The previous page's `next`.")] = None,
@@ -143,7 +147,7 @@ def list_faxes(
     try:
         items = queries.list_jobs(
             state=state.value if state else None,
-            provider=provider.value if provider else None,
+            provider=provider_name(provider) if provider else None,
             since=_time("since", since),
             limit=limit + 1,
             before=before,

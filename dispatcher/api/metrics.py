@@ -19,10 +19,10 @@ from sqlalchemy import and_, case, func, or_, select
 
 from dispatcher import guards
 from dispatcher.api.auth import require_token
-from dispatcher.catalogue import Provider
 from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState
 from dispatcher.messaging import queue_depths
+from dispatcher.providers.registry import PROVIDERS
 from dispatcher.resilience import BreakerState
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job
@@ -116,10 +116,10 @@ class FaxCollector(Collector):
             "Consecutive transport failures or 5xx answers of each provider.",
             labels=["provider"],
         )
-        for provider in Provider:
-            status = guards.breaker(provider.value).status()
-            state.add_metric([provider.value], int(status.state is not BreakerState.CLOSED))
-            failures.add_metric([provider.value], status.failures)
+        for provider in PROVIDERS:
+            status = guards.breaker(provider).status()
+            state.add_metric([provider], int(status.state is not BreakerState.CLOSED))
+            failures.add_metric([provider], status.failures)
         yield state
         yield failures
 

@@ -15,46 +15,24 @@ does not confirm, and the order in which callbacks arrive does not matter.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
-from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 
-from config.settings import Settings, get_settings
+from config.settings import get_settings
 from dispatcher.api.errors import ERROR_RESPONSES
 from dispatcher.clock import utcnow
 from dispatcher.errors import ValidationError
-from dispatcher.providers.base import parse_time, webhook_json
-from dispatcher.providers.registry import PROVIDERS, get_adapter
+from dispatcher.providers.definition import EventOf
+from dispatcher.providers.registry import PROVIDERS, definition
+from dispatcher.runtime import get_adapter
 from dispatcher.tracking import poll_now, take_event
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
-
-#: An event's id and when the provider made it, read from a body the adapter accepted.
-EventOf = Callable[[bytes], tuple[str, datetime | None]]
-
-
-def _optum_event(body: bytes) -> tuple[str, datetime | None]:
-    """The CloudEvents envelope's ``causationId`` (the event's own id) and ``time``."""
-    envelope = webhook_json(body)
-    event_id = envelope.get("causationId")
-    if not isinstance(event_id, str) or not event_id:
-        raise ValidationError("causationId", "an Optum event needs its causationId")
-    return event_id, parse_time(envelope.get("time"))
-
-
-#: provider -> (its webhook secret setting, whether the URL must carry it, how to read
-#: the id of a signed event, None where events are not signed)
-_PROVIDERS: dict[str, tuple[Callable[[Settings], SecretStr | None], bool, EventOf | None]] = {
-    "optum": (lambda s: s.optum.webhook_secret, False, _optum_event),
-    "faxplus": (lambda s: s.faxplus.webhook_secret, True, None),
-    "interfax": (lambda s: s.interfax.webhook_secret, True, None),
-}
 
 
 def _take(provider: str, headers: Mapping[str, str], body: bytes, event_of: EventOf | None) -> int:
@@ -78,21 +56,21 @@ async def receive(
 ) -> dict[str, int]:
     """``{"polled": n}``: how many jobs follow the faxes named, whose statuses are now
     read from the provider (0 for a replay, or faxes no job follows)."""
-    if provider not in _PROVIDERS:
+    if provider not in PROVIDERS:
         raise HTTPException(404, f"no webhook receiver for {provider[:32]!r}")
-    configured, in_url, event_of = _PROVIDERS[provider]
-    expected = configured(get_settings())
+    rule = definition(provider).webhook
+    expected = definition(provider).load_settings().webhook_secret
     if expected is None:
         raise HTTPException(
             403, f"{provider} webhooks are off: FAX_{provider.upper()}__WEBHOOK_SECRET is not set"
         )
-    if in_url:
+    if rule.secret_in_url:
         given = (secret or header_secret or "").encode()
         if not hmac.compare_digest(given, expected.get_secret_value().encode()):
             raise HTTPException(401, "missing or wrong webhook secret")
     body = await request.body()
     try:
-        polled = await run_in_threadpool(_take, provider, request.headers, body, event_of)
+        polled = await run_in_threadpool(_take, provider, request.headers, body, rule.event)
     except ValidationError as exc:
         if exc.field == "signature":
             raise HTTPException(401, exc.reason) from None

@@ -26,10 +26,10 @@ import httpx
 import psutil
 
 from config.settings import CONFIG_DIR, get_settings
-from dispatcher.providers.registry import clear_adapters
+from dispatcher.broker import ensure_embedded_broker, stop_embedded_broker
+from dispatcher.runtime import clear_adapters
 from dispatcher.stack import worker_command
 from dispatcher.store.db import engine_for, upgrade
-from workers.broker import ensure_embedded_broker, stop_embedded_broker
 
 __all__ = ["BenchStack", "bench_stack", "steady_rate"]
 
@@ -154,7 +154,8 @@ class BenchStack:
     def sends(self) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.sandbox_url}/_sandbox/sends", timeout=120)
         response.raise_for_status()
-        return response.json()
+        sends: list[dict[str, Any]] = response.json()
+        return sends
 
     def send_count(self) -> int:
         return len(self.sends())

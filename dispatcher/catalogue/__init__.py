@@ -1,21 +1,20 @@
 """The status catalogue: (provider, code) -> outcome, remediation, family.
 
-This package is the one place that knows what a provider's status code means.
-Each provider's table is data in its own module; ``classify`` is the only lookup,
-and unknown codes get a safe per-provider default marked ``known=False``.
+Each provider's table is data in its own package (``dispatcher/providers/<name>/
+catalogue.py``); ``classify`` is the only lookup, and unknown codes get the provider's
+safe default, marked ``known=False``. Transport failures (timeouts, 5xx, ...) are
+classified alike for every provider (``transport``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from dispatcher.catalogue import faxplus, interfax, optum, transport
-from dispatcher.catalogue.model import Family, Outcome, Provider, Remediation, StatusEntry
+from dispatcher.catalogue import transport
+from dispatcher.catalogue.model import Family, Outcome, Remediation, StatusEntry
+from dispatcher.providers import registry
 
 __all__ = [
     "Family",
     "Outcome",
-    "Provider",
     "Remediation",
     "StatusEntry",
     "classify",
@@ -24,43 +23,22 @@ __all__ = [
     "normalize_code",
 ]
 
-_TABLES: dict[Provider, dict[str, StatusEntry]] = {
-    Provider.FAXPLUS: faxplus.TABLE,
-    Provider.INTERFAX: interfax.TABLE,
-    Provider.OPTUM: optum.TABLE,
-}
-_DEFAULTS: dict[Provider, Callable[[str], StatusEntry]] = {
-    Provider.FAXPLUS: faxplus.unknown,
-    Provider.INTERFAX: interfax.unknown,
-    Provider.OPTUM: optum.unknown,
-}
 
-
-def normalize_code(provider: Provider | str, code: object) -> str:
+def normalize_code(provider: str, code: object) -> str:
     """The canonical text of a code: InterFAX integers as decimal text, others stripped."""
-    provider = Provider(provider)
-    text = str(code).strip()
-    if provider is Provider.INTERFAX:
-        try:
-            return str(int(text))
-        except ValueError:
-            return text
-    return text
+    return registry.definition(provider).normalize(code)
 
 
-def classify(provider: Provider | str, code: object) -> StatusEntry:
+def classify(provider: str, code: object) -> StatusEntry:
     """The catalogue entry for a provider's status code, or the provider's safe default."""
-    provider = Provider(provider)
-    key = normalize_code(provider, code)
-    entry = _TABLES[provider].get(key)
-    return entry if entry is not None else _DEFAULTS[provider](key)
+    return registry.definition(provider).classify(code)
 
 
-def classify_transport(provider: Provider | str, kind: str) -> StatusEntry:
+def classify_transport(provider: str, kind: str) -> StatusEntry:
     """The entry for a transport-level failure (timeout, 5xx, 429, 401, 400, ...)."""
-    return transport.classify(Provider(provider).value, kind)
+    return transport.classify(registry.definition(provider).name, kind)
 
 
-def entries(provider: Provider | str) -> list[StatusEntry]:
+def entries(provider: str) -> list[StatusEntry]:
     """Every known entry of one provider, in table order."""
-    return list(_TABLES[Provider(provider)].values())
+    return list(registry.definition(provider).table.values())

@@ -6,13 +6,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Family", "Outcome", "Provider", "Remediation", "StatusEntry", "entry"]
-
-
-class Provider(StrEnum):
-    FAXPLUS = "faxplus"
-    INTERFAX = "interfax"
-    OPTUM = "optum"
+__all__ = ["Family", "Outcome", "Remediation", "StatusEntry", "entry"]
 
 
 class Outcome(StrEnum):

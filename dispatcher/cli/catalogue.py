@@ -7,10 +7,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dispatcher.catalogue import Provider, classify, entries
+from dispatcher.catalogue import classify, entries
 from dispatcher.cli._app import JsonOption, app, console, print_json
+from dispatcher.providers.registry import PROVIDERS
 
-ProviderArg = Annotated[Provider, typer.Argument(help="faxplus, interfax or optum")]
+
+def _known(provider: str) -> str:
+    if provider not in PROVIDERS:
+        raise typer.BadParameter(f"{provider!r} is not one of {', '.join(PROVIDERS)}")
+    return provider
+
+
+ProviderArg = Annotated[str, typer.Argument(callback=_known, help=", ".join(PROVIDERS))]
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
@@ -43,7 +51,7 @@ def catalogue(
     if as_json:
         print_json([entry.to_dict() for entry in rows])
         return
-    table = Table(title=f"{provider.value} status catalogue")
+    table = Table(title=f"{provider} status catalogue")
     for column in ("code", "label", "outcome", "remediation", "family", "reroutable"):
         table.add_column(column)
     for e in rows:

@@ -8,28 +8,24 @@ from rich.table import Table
 
 from config.settings import get_settings
 from dispatcher import guards
-from dispatcher.catalogue import Provider
 from dispatcher.cli._app import JsonOption, app, console, print_json
+from dispatcher.providers.registry import PROVIDERS, definition
 from dispatcher.routing import current_routing
 
 
-def _where(provider: Provider) -> str:
+def _where(provider: str) -> str:
     settings = get_settings()
-    configured = {
-        Provider.FAXPLUS: settings.faxplus.token is not None,
-        Provider.INTERFAX: settings.interfax.password is not None,
-        Provider.OPTUM: settings.optum.client_secret is not None,
-    }[provider]
-    if configured:
-        return getattr(settings, provider.value).base_url
+    own = definition(provider).load_settings()
+    if own.configured():
+        return own.base_url
     return f"sandbox at {settings.sandbox_url}" if settings.sandbox_url else "not configured"
 
 
-def _row(provider: Provider) -> dict[str, Any]:
-    status = guards.breaker(provider.value).status()
-    limits = current_routing().limits.get(provider.value)
+def _row(provider: str) -> dict[str, Any]:
+    status = guards.breaker(provider).status()
+    limits = current_routing().limits.get(provider)
     return {
-        "provider": provider.value,
+        "provider": provider,
         "endpoint": _where(provider),
         "circuit": status.state.value,
         "consecutive_failures": status.failures,
@@ -42,7 +38,7 @@ def _row(provider: Provider) -> dict[str, Any]:
 @app.command()
 def providers(as_json: JsonOption = False) -> None:
     """Each provider's circuit breaker state and rate limits (shared by all workers)."""
-    rows = [_row(provider) for provider in Provider]
+    rows = [_row(provider) for provider in PROVIDERS]
     if as_json:
         print_json(rows)
         return

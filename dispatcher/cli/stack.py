@@ -140,7 +140,7 @@ def demo(
         console.print("stopped.")
         raise typer.Exit(EXIT_FAILURE) from None
     missed = [(fax, job) for fax, job in rows if job.state != fax.expected]
-    summary = {
+    summary: dict[str, Any] = {
         "jobs": len(rows),
         "as_expected": len(rows) - len(missed),
         "missed": [

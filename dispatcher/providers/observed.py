@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from dispatcher.errors import ProviderError
 from dispatcher.providers.base import ManualRetry, ProviderAdapter, ProviderStatus, SendRequest
@@ -17,6 +17,7 @@ from dispatcher.providers.base import ManualRetry, ProviderAdapter, ProviderStat
 __all__ = ["CallHook", "ObservedAdapter"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: hook(provider, call name, the error or None)
 CallHook = Callable[[str, str, ProviderError | None], None]
@@ -41,7 +42,7 @@ class ObservedAdapter(ProviderAdapter):
             except Exception:
                 log.exception("provider call hook %r failed", hook)
 
-    def _observe(self, call: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def _observe(self, call: str, fn: Callable[..., T], *args: Any) -> T:
         try:
             result = fn(*args)
         except ProviderError as exc:

@@ -64,5 +64,11 @@ class TokenBucket:
         """Take ``tokens`` and return 0.0, or take nothing and return the seconds to wait."""
         if not 0 < tokens <= self.burst:
             raise ValueError(f"tokens must be in (0, burst={self.burst}]")
-        args = [repr(self.rate), repr(self.burst), clock_arg(self.now), repr(tokens), self._ttl_ms]
+        args: list[str | int] = [
+            repr(self.rate),
+            repr(self.burst),
+            clock_arg(self.now),
+            repr(tokens),
+            self._ttl_ms,
+        ]
         return float(self._acquire(keys=[self.key], args=args))

@@ -1,1 +1,1 @@
-"""A local HTTP server speaking the three providers' APIs, for demos, tests and benchmarks."""
+"""A local HTTP server speaking every provider's API, for demos, tests and benchmarks."""

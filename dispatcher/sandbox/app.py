@@ -1,4 +1,4 @@
-"""The sandbox application: the three provider APIs, the control endpoints and the faults."""
+"""The sandbox application: every provider's API, the control endpoints and the faults."""
 
 from __future__ import annotations
 
@@ -18,17 +18,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from config.settings import get_settings
-from dispatcher.sandbox import control, faxplus, interfax, optum
+from dispatcher.sandbox import control
 from dispatcher.sandbox.context import Context, SandboxConfig
-from dispatcher.sandbox.errors import (
-    CONTROL_KEY,
-    Answer,
-    fault_response,
-    provider_error,
-    provider_of,
-)
+from dispatcher.sandbox.errors import CONTROL_KEY, Answer, fault_response, provider_error
 from dispatcher.sandbox.faults import Faults
 from dispatcher.sandbox.persistence import StateWriter, load_state
+from dispatcher.sandbox.providers import PROVIDERS, credentials, provider_of, sandboxes
 from dispatcher.sandbox.scenarios import Scenarios
 from dispatcher.sandbox.state import Clock, Store
 from dispatcher.sandbox.webhooks import WebhookDispatcher
@@ -95,17 +90,15 @@ def create_app(config: SandboxConfig | None = None, **overrides: Any) -> Sandbox
     if config.state_file is not None:
         load_state(store, config.state_file)  # before the routers: InterFAX ids go on from it
     writer = StateWriter(store, config.state_file) if config.state_file is not None else None
-    ctx = Context(config=config, store=store, faults=Faults(config.faults), time_scale=time_scale)
-    dispatcher = WebhookDispatcher(
-        store,
-        {
-            "faxplus": faxplus.notifier(ctx),
-            "interfax": interfax.notifier(ctx),
-            "optum": optum.notifier(ctx),
-        },
-        config.webhook_timeout,
-        ctx.faults,
+    ctx = Context(
+        config=config,
+        store=store,
+        faults=Faults(config.faults),
+        time_scale=time_scale,
+        credentials=credentials(config.credentials),
     )
+    notifiers = {name: module.notifier(ctx) for name, module in sandboxes().items()}
+    dispatcher = WebhookDispatcher(store, notifiers, config.webhook_timeout, ctx.faults)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -121,15 +114,16 @@ def create_app(config: SandboxConfig | None = None, **overrides: Any) -> Sandbox
 
     app = SandboxApp(
         title="fax-dispatcher provider sandbox",
-        description="FAX.PLUS, InterFAX and Optum fax APIs, locally, with scenarios and faults.",
+        description=f"The fax APIs of {', '.join(PROVIDERS)}, locally, with scenarios and faults.",
         lifespan=lifespan,
         docs_url="/_sandbox/docs",
         openapi_url="/_sandbox/openapi.json",
         redoc_url=None,
     )
     app.sandbox = ctx
-    for module in (faxplus, interfax, optum, control):
+    for module in sandboxes().values():
         app.include_router(module.build_router(ctx))
+    app.include_router(control.build_router(ctx))
 
     @app.exception_handler(Answer)
     async def answer(_: Request, exc: Answer) -> Response:

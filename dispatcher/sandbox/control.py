@@ -2,6 +2,7 @@
 
 The send log proves nothing was sent twice, the request log counts polls, the overlaps show
 any number dialled by two calls at once; ``advance`` moves the clock instead of sleeping.
+A provider's own control endpoints are under ``/_sandbox/<name>`` (see ``providers``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from dispatcher.sandbox import faxplus, interfax, optum
 from dispatcher.sandbox.context import Context
 from dispatcher.sandbox.faults import FaultError
 from dispatcher.sandbox.lines import overlaps
-from dispatcher.sandbox.optum import missed_events
+from dispatcher.sandbox.providers import sandboxes
 from dispatcher.sandbox.state import to_datetime
 
 __all__ = ["PREFIX", "build_router"]
@@ -51,7 +51,7 @@ def build_router(ctx: Context) -> APIRouter:
     @router.get("/overlaps")
     async def line_overlaps() -> list[dict[str, Any]]:
         """Pairs of calls (any providers) to one number that were on the line at once."""
-        return overlaps(faxplus.calls(ctx) + interfax.calls(ctx) + optum.calls(ctx))
+        return overlaps(call for module in sandboxes().values() for call in module.calls(ctx))
 
     @router.post("/reset")
     async def reset() -> dict[str, Any]:
@@ -104,19 +104,6 @@ def build_router(ctx: Context) -> APIRouter:
         with store.lock:
             return list(store.deliveries)
 
-    @router.put("/interfax/callback")
-    async def interfax_callback(request: Request) -> dict[str, Any]:
-        """Set the InterFAX Web Feedback URL (null turns it off) until the next reset."""
-        body = await request.json()
-        url = body.get("url") if isinstance(body, dict) else None
-        store.extras["interfax"]["callback_url"] = url
-        return {"url": url}
-
-    @router.get("/optum/missed-events")
-    async def optum_missed() -> list[dict[str, Any]]:
-        with store.lock:
-            return list(missed_events(ctx))
-
     @router.get("/scenarios")
     async def scenarios() -> dict[str, Any]:
         return {
@@ -124,4 +111,8 @@ def build_router(ctx: Context) -> APIRouter:
             for number, s in store.scenarios.entries.items()
         }
 
+    for name, module in sandboxes().items():
+        own = module.control_router(ctx)
+        if own is not None:
+            router.include_router(own, prefix=f"/{name}")
     return router

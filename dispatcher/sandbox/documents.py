@@ -11,9 +11,7 @@ from functools import lru_cache
 from pathlib import PurePosixPath
 
 __all__ = [
-    "FAXPLUS_EXTENSIONS",
-    "FAXPLUS_TYPES",
-    "INTERFAX_TYPES",
+    "DOCUMENT_TYPES",
     "Part",
     "count_pages",
     "extension",
@@ -21,10 +19,8 @@ __all__ = [
     "parse_multipart",
 ]
 
-FAXPLUS_EXTENSIONS = frozenset(
-    {"pdf", "doc", "docx", "txt", "rtf", "jpg", "jpeg", "png", "tif", "tiff", "xls", "xlsx"}
-)
-FAXPLUS_TYPES = frozenset(
+#: The usual document types a fax API takes: PDF, TIFF, JPEG, PNG, Word, Excel, RTF and text.
+DOCUMENT_TYPES = frozenset(
     {
         "application/pdf",
         "application/msword",
@@ -37,31 +33,6 @@ FAXPLUS_TYPES = frozenset(
         "image/tiff",
         "application/vnd.ms-excel",
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    }
-)
-# After the .NET client's SupportedMediaTypes list.
-INTERFAX_TYPES = FAXPLUS_TYPES | frozenset(
-    {
-        "application/vnd.ms-powerpoint",
-        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        "application/vnd.oasis.opendocument.text",
-        "application/vnd.oasis.opendocument.spreadsheet",
-        "application/vnd.oasis.opendocument.presentation",
-        "application/vnd.oasis.opendocument.graphics",
-        "application/postscript",
-        "application/eps",
-        "text/html",
-        "application/xhtml+xml",
-        "text/xml",
-        "application/xml",
-        "text/csv",
-        "image/gif",
-        "image/bmp",
-        "image/x-ms-bmp",
-        "image/x-pcx",
-        "message/rfc822",
-        "application/zip",
-        "application/x-zip-compressed",
     }
 )
 

@@ -9,8 +9,8 @@ by returning without a response: the ASGI server then closes the socket (see ``a
 ``slow_accept`` (a ``numbers`` kind, or ``slow_accept_rate``) makes a send wait
 ``slow_accept_seconds`` and then accept it and answer as usual, even when the client has hung up
 meanwhile: a real provider finishes a request whose client timed out, so the fax is sent while
-the client believes it failed. It applies to FAX.PLUS ``POST /outbox`` (not uploads), InterFAX
-``POST /outbound/faxes`` and Optum ``POST /fax``.
+the client believes it failed. It applies to each provider's send request (the one that
+creates a fax; not a file upload).
 
 Webhooks: ``webhook_duplicate_rate`` posts that fraction of deliveries twice (each copy keeps
 its retries; only the original records a missed event), and ``webhook_delay_ms`` (a number or
@@ -28,7 +28,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from dispatcher.sandbox.scenarios import PROVIDERS, normalize_number
+from dispatcher.sandbox.providers import PROVIDERS
+from dispatcher.sandbox.scenarios import normalize_number
 
 __all__ = ["FAULT_KINDS", "INJECTED_KINDS", "FaultConfig", "FaultError", "Faults"]
 

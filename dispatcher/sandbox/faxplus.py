@@ -10,32 +10,58 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.responses import JSONResponse
 
-from dispatcher.providers import faxplus_api as api
+from dispatcher.providers.faxplus import api
+from dispatcher.providers.faxplus.settings import SANDBOX_TOKEN
 from dispatcher.sandbox.context import Context
-from dispatcher.sandbox.documents import (
-    FAXPLUS_EXTENSIONS,
-    FAXPLUS_TYPES,
-    count_pages,
-    extension,
-    media_type,
-)
-from dispatcher.sandbox.errors import Answer, Dropped, before_accept, faxplus_error
+from dispatcher.sandbox.documents import DOCUMENT_TYPES, count_pages, extension, media_type
+from dispatcher.sandbox.errors import Answer, Dropped, before_accept
 from dispatcher.sandbox.lines import Call, segment_calls
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Segment, Timeline, to_datetime
+from dispatcher.sandbox.traffic import ID, RequestRule
 from dispatcher.sandbox.webhooks import Delivery, Notifier, compact_json
 
-__all__ = ["PREFIX", "build_router", "calls", "notifier"]
+__all__ = [
+    "CODE_TYPE",
+    "CREDENTIALS",
+    "PREFIX",
+    "REQUEST_KINDS",
+    "SUCCESS",
+    "build_router",
+    "calls",
+    "control_router",
+    "error_response",
+    "notifier",
+]
 
 PREFIX = "/faxplus/v3"
+SUCCESS = api.STATUS_SUCCESS
+CODE_TYPE = str
+CREDENTIALS = {"token": SANDBOX_TOKEN}
+REQUEST_KINDS = (
+    RequestRule("POST", re.compile(rf"/accounts/{ID}/outbox"), "send"),
+    RequestRule("GET", re.compile(rf"/accounts/{ID}/(outbox|faxes)(/{ID})?"), "status"),
+)
+#: The uid of the sandbox's one account, which ``self`` stands for.
+_UID = "5a4db0c1d2e3f40516273849aabbccdd"
+_EXTENSIONS = frozenset(
+    {"pdf", "doc", "docx", "txt", "rtf", "jpg", "jpeg", "png", "tif", "tiff", "xls", "xlsx"}
+)
 _FROM = re.compile(r"^([+][0-9]{8,}([*]{0,10}[0-9]+)?)|(no_number)|(NO_NUMBER)$")
 _SORT_KEYS = {"date", "from", "to", "comment", "pages"}
+#: The error code of an error that has none of its own, by status
+_ERROR_CODES = {
+    401: api.ERROR_INVALID_TOKEN,
+    404: api.ERROR_NOT_FOUND,
+    429: api.ERROR_RATE_LIMITED,
+}
 
 
 @dataclass(slots=True)
@@ -71,8 +97,22 @@ def _time(moment: float) -> str:
     return to_datetime(moment).strftime(api.TIME_FORMAT)
 
 
+def _error_json(
+    status: int, error: str, description: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": error, "description": description}, status, headers)
+
+
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An error with no code of its own (a fault, an unknown route): the code for its status."""
+    code = _ERROR_CODES.get(status, "bad_request" if status < 500 else "server_error")
+    return _error_json(status, code, message, headers)
+
+
 def _error(status: int, code: str, description: str) -> Answer:
-    return Answer(faxplus_error(status, code, description))
+    return Answer(_error_json(status, code, description))
 
 
 def _extras(ctx: Context) -> dict[str, Any]:
@@ -82,7 +122,7 @@ def _extras(ctx: Context) -> dict[str, Any]:
     return extras
 
 
-def _fax_json(ctx: Context, fax: FaxItem, now: float) -> dict[str, Any]:
+def _fax_json(fax: FaxItem, now: float) -> dict[str, Any]:
     """The CDR, with every field the SDK requires and only its enum values."""
     history = fax.timeline.history(now)
     status = str(history[-1][0])
@@ -95,7 +135,7 @@ def _fax_json(ctx: Context, fax: FaxItem, now: float) -> dict[str, Any]:
     started, ended = history[0][1], history[-1][1]
     return {
         "id": fax.id,
-        "owner_id": ctx.config.faxplus_uid,
+        "owner_id": _UID,
         "comment": fax.comment,
         "cost": pages,
         "cost_details": {"multiplier": 1, "notification_cost": 0},
@@ -131,11 +171,11 @@ def _outbox_status(item: OutboxItem, now: float) -> list[tuple[str, float]]:
     return changes
 
 
-def _outbox_json(ctx: Context, item: OutboxItem, now: float) -> dict[str, Any]:
+def _outbox_json(item: OutboxItem, now: float) -> dict[str, Any]:
     changes = _outbox_status(item, now)
     return {
         "id": item.id,
-        "uid": ctx.config.faxplus_uid,
+        "uid": _UID,
         "status": changes[-1][0],
         "src": item.src,
         "to": item.to,
@@ -168,21 +208,23 @@ def _completed(fax: FaxItem | None, now: float) -> FaxItem | None:
 def build_router(ctx: Context) -> APIRouter:
     """The FAX.PLUS routes, closed over the shared sandbox context."""
 
+    token = ctx.credentials["faxplus"]["token"]
+
     def authorize(request: Request) -> None:
-        if request.headers.get("authorization") != f"Bearer {ctx.config.faxplus_token}":
+        if request.headers.get("authorization") != f"Bearer {token}":
             raise _error(401, api.ERROR_INVALID_TOKEN, "The access token is missing or invalid.")
 
     router = APIRouter(prefix=PREFIX, dependencies=[Depends(authorize)])
 
     def check_user(user_id: str) -> None:
-        if user_id not in (api.USER_ID, ctx.config.faxplus_uid):
+        if user_id not in (api.USER_ID, _UID):
             raise _error(404, api.ERROR_NOT_FOUND, f"User {user_id} not found.")
 
     @router.get("/accounts/{user_id}")
     async def get_user(user_id: str) -> dict[str, Any]:
         check_user(user_id)
         return {
-            "uid": ctx.config.faxplus_uid,
+            "uid": _UID,
             "account_type": "individual",
             "creation_date": "2024-01-01 00:00:00",
             "email": "sandbox@example.com",
@@ -206,7 +248,7 @@ def build_router(ctx: Context) -> APIRouter:
         ctype = media_type(upload.content_type)
         if not content:
             raise _error(400, api.ERROR_INVALID_FILE, "The file is empty.")
-        if extension(upload.filename) not in FAXPLUS_EXTENSIONS and ctype not in FAXPLUS_TYPES:
+        if extension(upload.filename) not in _EXTENSIONS and ctype not in DOCUMENT_TYPES:
             raise _error(400, "failed_mimetype_not_supported", "Unsupported file type.")
         path = f"/transient-{uuid.uuid4()}"
         with ctx.store.lock:
@@ -272,7 +314,7 @@ def build_router(ctx: Context) -> APIRouter:
         now = ctx.store.now()
         with ctx.store.lock:
             items = [i for i in _extras(ctx)["outbox"].values() if not i.cancelled and i.due > now]
-            return {"records": [_outbox_json(ctx, i, now) for i in items]}
+            return {"records": [_outbox_json(i, now) for i in items]}
 
     def find_outbox(outbox_id: str) -> OutboxItem:
         item = _extras(ctx)["outbox"].get(outbox_id)
@@ -284,7 +326,7 @@ def build_router(ctx: Context) -> APIRouter:
     async def get_outbox(user_id: str, outbox_id: str) -> dict[str, Any]:
         check_user(user_id)
         with ctx.store.lock:
-            return _outbox_json(ctx, find_outbox(outbox_id), ctx.store.now())
+            return _outbox_json(find_outbox(outbox_id), ctx.store.now())
 
     @router.put("/accounts/{user_id}/outbox/{outbox_id}")
     async def update_outbox(user_id: str, outbox_id: str, request: Request) -> Response:
@@ -330,7 +372,7 @@ def build_router(ctx: Context) -> APIRouter:
         now = ctx.store.now()
         with ctx.store.lock:
             records = [
-                _fax_json(ctx, fax, now)
+                _fax_json(fax, now)
                 for fax in ctx.store.records["faxplus"].values()
                 if _completed(fax, now) and category in (None, "sent")
             ]
@@ -353,7 +395,7 @@ def build_router(ctx: Context) -> APIRouter:
             fax = _completed(ctx.store.records["faxplus"].get(fax_id), now)
             if fax is None:
                 raise _error(404, api.ERROR_NOT_FOUND, f"Fax {fax_id} not found.")
-            return _fax_json(ctx, fax, now)
+            return _fax_json(fax, now)
 
     @router.post("/hooks", status_code=201)
     async def create_hook(request: Request) -> dict[str, str]:
@@ -455,6 +497,10 @@ def calls(ctx: Context) -> list[Call]:
         ]
 
 
+def control_router(ctx: Context) -> None:
+    """None: hooks are registered through the FAX.PLUS API itself."""
+
+
 def notifier(ctx: Context) -> Notifier:
     """The ``fax_sent`` hook deliveries for a fax that just completed."""
 
@@ -465,10 +511,10 @@ def notifier(ctx: Context) -> Notifier:
             hooks = [h for h in _extras(ctx)["hooks"].values() if h["event"] == "fax_sent"]
             if fax is None or not hooks:
                 return []
-            record = _fax_json(ctx, fax, now)
+            record = _fax_json(fax, now)
         data = {
             "id": fax_id,
-            "uid": ctx.config.faxplus_uid,
+            "uid": _UID,
             "pages": record["pages"],
             "from": record["from"],
             "to": record["to"],

@@ -11,31 +11,85 @@ import binascii
 import re
 import secrets
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.responses import JSONResponse
 
-from dispatcher.providers import interfax_api as api
+from dispatcher.providers.interfax import api
+from dispatcher.providers.interfax.settings import SANDBOX_PASSWORD, SANDBOX_USERNAME
 from dispatcher.sandbox.context import Context
 from dispatcher.sandbox.documents import (
-    INTERFAX_TYPES,
+    DOCUMENT_TYPES,
     Part,
     count_pages,
     media_type,
     parse_multipart,
 )
-from dispatcher.sandbox.errors import Answer, Dropped, before_accept, interfax_error
+from dispatcher.sandbox.errors import Answer, Dropped, before_accept
 from dispatcher.sandbox.lines import Call, segment_calls
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Mark, Segment, Timeline, to_datetime
+from dispatcher.sandbox.traffic import ID, RequestRule
 from dispatcher.sandbox.webhooks import Delivery, Notifier
 
-__all__ = ["PREFIX", "build_router", "calls", "notifier"]
+__all__ = [
+    "CODE_TYPE",
+    "CREDENTIALS",
+    "PREFIX",
+    "REQUEST_KINDS",
+    "SUCCESS",
+    "build_router",
+    "calls",
+    "control_router",
+    "error_response",
+    "notifier",
+]
 
 PREFIX = "/interfax"
+SUCCESS = api.STATUS_SUCCESS
+CODE_TYPE = int
+CREDENTIALS = {"username": SANDBOX_USERNAME, "password": SANDBOX_PASSWORD}
+REQUEST_KINDS = (
+    RequestRule("POST", re.compile(r"/outbound/faxes"), "send"),
+    RequestRule("GET", re.compile(rf"/outbound/(search|faxes(/{ID})?)"), "status"),
+)
+# After the .NET client's SupportedMediaTypes list.
+_TYPES = DOCUMENT_TYPES | frozenset(
+    {
+        "application/vnd.ms-powerpoint",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "application/vnd.oasis.opendocument.text",
+        "application/vnd.oasis.opendocument.spreadsheet",
+        "application/vnd.oasis.opendocument.presentation",
+        "application/vnd.oasis.opendocument.graphics",
+        "application/postscript",
+        "application/eps",
+        "text/html",
+        "application/xhtml+xml",
+        "text/xml",
+        "application/xml",
+        "text/csv",
+        "image/gif",
+        "image/bmp",
+        "image/x-ms-bmp",
+        "image/x-pcx",
+        "message/rfc822",
+        "application/zip",
+        "application/x-zip-compressed",
+    }
+)
+#: The error code of an error that has none of its own, by status
+_ERROR_CODES = {
+    401: api.ERROR_AUTHENTICATION,
+    404: api.ERROR_NOT_FOUND,
+    429: api.ERROR_TOO_MANY_REQUESTS,
+}
 _PHASES = (api.STATUS_READY, api.STATUS_SENDING)
 _STATUS_FILTERS = {
     "all": lambda s: True,
@@ -81,8 +135,29 @@ class Fax:
     notified: bool = False
 
 
+def _error_json(
+    status: int,
+    code: int,
+    message: str,
+    more_info: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """InterFAX errors; the recordings serve them as ``text/json``."""
+    body = {"code": code, "message": message, "moreInfo": more_info}
+    return JSONResponse(body, status, headers, media_type="text/json")
+
+
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An error with no code of its own (a fault, an unknown route): the code for its status,
+    the status's phrase as the message and ``message`` as the detail."""
+    code = _ERROR_CODES.get(status, api.ERROR_INTERNAL)
+    return _error_json(status, code, HTTPStatus(status).phrase, message, headers)
+
+
 def _error(status: int, code: int, message: str, more: str | None = None) -> Answer:
-    return Answer(interfax_error(status, code, message, more))
+    return Answer(_error_json(status, code, message, more))
 
 
 def _time(moment: float) -> str:
@@ -119,7 +194,7 @@ def _record(ctx: Context, fax: Fax, now: float, base: str) -> dict[str, Any]:
         "pageOrientation": params.get("pageOrientation", "portrait").capitalize(),
         "rendering": params.get("rendering", "fine").capitalize(),
         "pageHeader": params.get("pageHeader", "0"),
-        "userId": ctx.config.interfax_username,
+        "userId": ctx.credentials["interfax"]["username"],
         "pagesSent": pages_sent if done else 0,
         "completionTime": _time(ended) if done else None,
         "remoteCSID": "Interfax" if done and pages_sent else "",
@@ -154,17 +229,17 @@ _SUMMARY = [
 def build_router(ctx: Context) -> APIRouter:
     """The InterFAX routes, closed over the shared sandbox context."""
 
+    accepted = ctx.credentials["interfax"]
+    expected = f"{accepted['username']}:{accepted['password']}"
+
     def authorize(request: Request) -> None:
-        expected = f"{ctx.config.interfax_username}:{ctx.config.interfax_password}"
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         try:
             given = base64.b64decode(value, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             given = ""
         if scheme.lower() != "basic" or not secrets.compare_digest(given, expected):
-            raise Answer(
-                interfax_error(401, api.ERROR_AUTHENTICATION, "Authentication error", None)
-            )
+            raise _error(401, api.ERROR_AUTHENTICATION, "Authentication error")
 
     router = APIRouter(prefix=PREFIX, dependencies=[Depends(authorize)])
     faxes: dict[str, Fax] = ctx.store.records["interfax"]  # cleared in place on reset
@@ -315,7 +390,7 @@ def _document_pages(headers: Any, body: bytes) -> int:
             continue
         if not part.content:
             raise _error(400, api.ERROR_NO_DOCUMENTS, "No valid documents attached", "empty part")
-        if part.content_type not in INTERFAX_TYPES:
+        if part.content_type not in _TYPES:
             raise _error(
                 415,
                 api.ERROR_NO_DOCUMENTS,
@@ -363,11 +438,26 @@ def calls(ctx: Context) -> list[Call]:
         ]
 
 
+def control_router(ctx: Context) -> APIRouter:
+    """``/_sandbox/interfax/callback``: where Web Feedback (the completion callback) goes."""
+    router = APIRouter()
+
+    @router.put("/callback")
+    async def callback(request: Request) -> dict[str, Any]:
+        """Set the InterFAX Web Feedback URL (null turns it off) until the next reset."""
+        body = await request.json()
+        url = body.get("url") if isinstance(body, dict) else None
+        ctx.store.extras["interfax"]["callback_url"] = url
+        return {"url": url}
+
+    return router
+
+
 def notifier(ctx: Context) -> Notifier:
     """Web Feedback: one form-encoded POST when a fax completes, to the configured URL."""
 
     def deliveries(fax_id: str) -> list[Delivery]:
-        url = ctx.store.extras["interfax"].get("callback_url", ctx.config.interfax_callback_url)
+        url = ctx.store.extras["interfax"].get("callback_url")
         now = ctx.store.now()
         with ctx.store.lock:
             fax = ctx.store.records["interfax"].get(fax_id)
@@ -391,7 +481,7 @@ def notifier(ctx: Context) -> Notifier:
             "RemoteCSID": record["remoteCSID"],
             "Subject": fax.reference or "",
             "Reference": fax.reference or "",
-            "UserID": ctx.config.interfax_username,
+            "UserID": ctx.credentials["interfax"]["username"],
         }
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         return [Delivery("interfax", fax_id, url, urlencode(form).encode(), headers)]

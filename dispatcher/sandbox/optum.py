@@ -14,25 +14,65 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.datastructures import UploadFile
+from starlette.responses import JSONResponse
 
-from dispatcher.providers import optum_api as api
+from dispatcher.providers.optum import api
+from dispatcher.providers.optum.settings import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from dispatcher.sandbox.context import Context
 from dispatcher.sandbox.documents import count_pages, extension, media_type
-from dispatcher.sandbox.errors import Answer, Dropped, before_accept, optum_problem
+from dispatcher.sandbox.errors import Answer, Dropped, before_accept
 from dispatcher.sandbox.lines import Call, segment_end
 from dispatcher.sandbox.scenarios import normalize_number
 from dispatcher.sandbox.state import Mark, Segment, Timeline, to_datetime
+from dispatcher.sandbox.traffic import ID, RequestRule
 from dispatcher.sandbox.webhooks import Delivery, Notifier, compact_json, sign
 
-__all__ = ["PREFIX", "build_router", "calls", "missed_events", "notifier"]
+__all__ = [
+    "CODE_TYPE",
+    "CREDENTIALS",
+    "PREFIX",
+    "REQUEST_KINDS",
+    "SUCCESS",
+    "build_router",
+    "calls",
+    "control_router",
+    "error_response",
+    "notifier",
+]
 
 PREFIX = "/optum"
+SUCCESS = api.STATUS_SENT
+CODE_TYPE = str
+CREDENTIALS = {"client_id": SANDBOX_CLIENT_ID, "client_secret": SANDBOX_CLIENT_SECRET}
+_FAX_ID = rf"(?!search$|webhook$){ID}"  # /fax/{id} must not swallow the fixed routes
+REQUEST_KINDS = (
+    RequestRule("POST", re.compile(r"/fax"), "send"),
+    RequestRule("POST", re.compile(r"/fax/search"), "status"),
+    RequestRule("GET", re.compile(rf"/fax/{_FAX_ID}"), "status"),
+)
+_RFC9110 = "https://tools.ietf.org/html/rfc9110#section-"
+_PROBLEM_TYPES = {
+    400: "15.5.1",
+    401: "15.5.2",
+    403: "15.5.4",
+    404: "15.5.5",
+    405: "15.5.6",
+    409: "15.5.10",
+    413: "15.5.14",
+    415: "15.5.16",
+    500: "15.6.1",
+    502: "15.6.3",
+    503: "15.6.4",
+    504: "15.6.5",
+}
 _US_NUMBER = re.compile(r"^\+?1?[0-9]{10}$")
 _FIRST = (api.STATUS_RECEIVED, api.STATUS_ATTEMPT_INITIATED)
 _MANUAL = (api.STATUS_RETRY, api.STATUS_RETRY_ATTEMPTED)
@@ -71,8 +111,37 @@ def _iso(moment: float) -> str:
     return to_datetime(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _problem_json(
+    status: int,
+    detail: str,
+    errors: dict[str, list[str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """An RFC 9110 ProblemDetails body, as the proposed Optum error shape."""
+    section = _PROBLEM_TYPES.get(status)
+    body: dict[str, Any] = {
+        "type": _RFC9110 + section if section else "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "traceId": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00",
+        **extra,
+    }
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status, headers, media_type=api.PROBLEM_CONTENT_TYPE)
+
+
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """A fault or an unknown route: a problem whose detail is ``message``."""
+    return _problem_json(status, message, headers=headers)
+
+
 def _problem(status: int, detail: str, errors: dict[str, list[str]] | None = None) -> Answer:
-    return Answer(optum_problem(status, detail, errors))
+    return Answer(_problem_json(status, detail, errors))
 
 
 def _fax_json(fax: Fax, now: float, history: bool = False) -> dict[str, Any]:
@@ -133,6 +202,7 @@ def build_router(ctx: Context) -> APIRouter:
     """The Optum routes, closed over the shared sandbox context."""
     tokens = ctx.store.tokens  # token -> wall-clock expiry; kept across resets and restarts
     faxes: dict[str, Fax] = ctx.store.records["optum"]  # cleared in place on reset
+    client = (ctx.credentials["optum"]["client_id"], ctx.credentials["optum"]["client_secret"])
 
     def authorize(request: Request) -> str:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -190,16 +260,13 @@ def build_router(ctx: Context) -> APIRouter:
                 client_id = client_secret = None
         if form.get("grant_type") != "client_credentials":
             raise Answer(
-                optum_problem(
+                _problem_json(
                     400, "grant_type must be client_credentials.", error="unsupported_grant_type"
                 )
             )
-        if (client_id, client_secret) != (
-            ctx.config.optum_client_id,
-            ctx.config.optum_client_secret,
-        ):
+        if (client_id, client_secret) != client:
             raise Answer(
-                optum_problem(401, "Unknown client or bad secret.", error="invalid_client")
+                _problem_json(401, "Unknown client or bad secret.", error="invalid_client")
             )
         issued = secrets.token_urlsafe(24)
         tokens[issued] = time.time() + api.TOKEN_LIFETIME
@@ -410,9 +477,21 @@ def _endpoints(ctx: Context) -> dict[str, dict[str, str]]:
     return ctx.store.extras["optum"].setdefault("endpoints", {})
 
 
-def missed_events(ctx: Context) -> list[dict[str, Any]]:
+def _missed_events(ctx: Context) -> list[dict[str, Any]]:
     """Events whose delivery failed after all retries (``GET /_sandbox/optum/missed-events``)."""
     return ctx.store.extras["optum"].setdefault("missed", [])
+
+
+def control_router(ctx: Context) -> APIRouter:
+    """``/_sandbox/optum/missed-events``: the events no delivery attempt got through."""
+    router = APIRouter()
+
+    @router.get("/missed-events")
+    async def missed_events() -> list[dict[str, Any]]:
+        with ctx.store.lock:
+            return list(_missed_events(ctx))
+
+    return router
 
 
 def conflict(fax: Fax, now: float, allowed: set[str], action: str) -> None:
@@ -504,7 +583,7 @@ def notifier(ctx: Context) -> Notifier:
                 fax.timeline.entries.append(
                     Mark(api.STATUS_WEBHOOK_UPDATE_FAILED, ctx.store.now(), informational=True)
                 )
-                missed_events(ctx).append(
+                _missed_events(ctx).append(
                     {"faxId": fax_id, "url": endpoint["url"], "eventPayload": body.decode()}
                 )
 

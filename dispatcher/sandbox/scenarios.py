@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dispatcher.sandbox.providers import PROVIDERS, sandbox
+
 __all__ = [
     "DEFAULT_FILE",
-    "PROVIDERS",
-    "SUCCESS",
     "Outcome",
     "Scenario",
     "ScenarioError",
@@ -26,8 +26,6 @@ __all__ = [
 ]
 
 DEFAULT_FILE = Path(__file__).with_name("default_scenarios.json")
-PROVIDERS = ("faxplus", "interfax", "optum")
-SUCCESS: dict[str, str | int] = {"faxplus": "success", "interfax": 0, "optum": "FaxSent"}
 _E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 _SEPARATORS = re.compile(r"[\s().\-/]")
 
@@ -109,7 +107,7 @@ class Scenarios:
         scenario = self.entries.get(number)
         codes = scenario.codes.get(provider) if scenario else None
         if not scenario or not codes:
-            return Outcome(code=SUCCESS[provider], attempt=index + 1)
+            return Outcome(code=sandbox(provider).SUCCESS, attempt=index + 1)
         return Outcome(
             code=codes[min(index, len(codes) - 1)],
             attempt=index + 1,
@@ -125,7 +123,7 @@ def _parse_entry(spec: dict[str, Any], where: str) -> Scenario:
         if provider not in spec:
             continue
         values = spec[provider]
-        kind = int if provider == "interfax" else str
+        kind = sandbox(provider).CODE_TYPE
         if (
             not isinstance(values, list)
             or not values

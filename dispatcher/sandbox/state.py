@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatcher.sandbox.scenarios import PROVIDERS, Outcome, Scenarios
+from dispatcher.sandbox.providers import PROVIDERS
+from dispatcher.sandbox.scenarios import Outcome, Scenarios
 from dispatcher.sandbox.traffic import RequestLog
 
 __all__ = [
@@ -196,8 +197,9 @@ class Store:
 
     ``records`` holds each provider's fax records by id (the provider modules own their
     shape); ``extras`` holds per-provider registrations (hooks, webhook endpoints);
-    ``requests`` logs every provider request (see ``traffic``); ``tokens`` holds the Optum
-    access tokens issued (wall-clock expiry), kept across resets like a real identity provider.
+    ``requests`` logs every provider request (see ``traffic``); ``tokens`` holds the access
+    tokens providers issued (wall-clock expiry), kept across resets like a real identity
+    provider.
     """
 
     #: what ``snapshot`` holds besides the clock; ``requests`` is left out (a traffic log of

@@ -10,35 +10,31 @@ import re
 from collections import deque
 from typing import Any, NamedTuple
 
-__all__ = ["MAX_REQUESTS", "RequestEntry", "RequestLog", "classify"]
+from dispatcher.sandbox.providers import sandbox
+
+__all__ = ["ID", "MAX_REQUESTS", "RequestEntry", "RequestLog", "RequestRule", "classify"]
 
 MAX_REQUESTS = 200_000
-_ID = r"[^/]+"
-_FAX_ID = rf"(?!search$|webhook$){_ID}"  # Optum's /fax/{id} must not swallow fixed routes
-_ROUTES: dict[str, list[tuple[str, re.Pattern[str], str]]] = {
-    "faxplus": [
-        ("POST", re.compile(rf"/accounts/{_ID}/outbox"), "send"),
-        ("GET", re.compile(rf"/accounts/{_ID}/(outbox|faxes)(/{_ID})?"), "status"),
-    ],
-    "interfax": [
-        ("POST", re.compile(r"/outbound/faxes"), "send"),
-        ("GET", re.compile(rf"/outbound/(search|faxes(/{_ID})?)"), "status"),
-    ],
-    "optum": [
-        ("POST", re.compile(r"/fax"), "send"),
-        ("POST", re.compile(r"/fax/search"), "status"),
-        ("GET", re.compile(rf"/fax/{_FAX_ID}"), "status"),
-    ],
-}
-_PREFIXES = {"faxplus": "/faxplus/v3", "interfax": "/interfax", "optum": "/optum"}
+#: One path segment (an id), for the providers' ``REQUEST_KINDS`` patterns.
+ID = r"[^/]+"
+
+
+class RequestRule(NamedTuple):
+    """A provider request of this method whose path (below the provider's ``PREFIX``) fully
+    matches ``pattern`` is of this ``kind`` ("send" or "status")."""
+
+    method: str
+    pattern: re.Pattern[str]
+    kind: str
 
 
 def classify(provider: str, method: str, path: str) -> str:
     """``send`` for the request that creates a fax, ``status`` for one that reads status."""
-    route = path.removeprefix(_PREFIXES[provider]).rstrip("/")
-    for wanted, pattern, kind in _ROUTES[provider]:
-        if method == wanted and pattern.fullmatch(route):
-            return kind
+    module = sandbox(provider)
+    route = path.removeprefix(module.PREFIX).rstrip("/")
+    for rule in module.REQUEST_KINDS:
+        if method == rule.method and rule.pattern.fullmatch(route):
+            return rule.kind
     return "other"
 
 

@@ -38,7 +38,7 @@ def compact_json(data: Any) -> bytes:
 
 
 def sign(secret: str, body: bytes) -> str:
-    """Optum's signature: lowercase hex HMAC-SHA256 of the raw body bytes."""
+    """A signed provider's event signature: lowercase hex HMAC-SHA256 of the raw body."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 

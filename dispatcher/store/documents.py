@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import BindParameter, Connection, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -31,7 +31,7 @@ __all__ = ["DatabaseStore", "DocumentStore", "ObjectStore", "import_folder"]
 
 log = logging.getLogger(__name__)
 
-_SHAS = bindparam("shas", expanding=True)
+_SHAS: BindParameter[list[str]] = bindparam("shas", expanding=True)
 _LOAD = select(DocumentContent.sha256, DocumentContent.content).where(
     DocumentContent.sha256.in_(_SHAS)
 )

@@ -189,7 +189,7 @@ class Attempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
-    #: "send" (a new fax) or "provider_retry" (the provider resends its own fax, Optum)
+    #: an ``AttemptKind``: a new fax sent, or the provider resending its own (Optum)
     kind: Mapped[str] = mapped_column(String(16), default="send")
     provider: Mapped[str] = mapped_column(String(16))
     reference: Mapped[str] = mapped_column(String(64), unique=True)

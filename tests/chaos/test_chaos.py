@@ -41,8 +41,9 @@ import pytest
 from sqlalchemy import func, select
 
 from dispatcher import queries
+from dispatcher.broker import ensure_embedded_broker, stop_embedded_broker
 from dispatcher.lifecycle import FINAL_STATES
-from dispatcher.providers.registry import clear_adapters
+from dispatcher.runtime import clear_adapters
 from dispatcher.sandbox.scenarios import Scenarios
 from dispatcher.sandbox.server import SandboxServer
 from dispatcher.stack import beat_command
@@ -54,7 +55,6 @@ from tests.fixtures.documents import make_pdf
 from tests.fixtures.sandbox import register_webhook
 from tests.fixtures.stack import ROOT, TIME_SCALE, Stack, _stack_env, use_env
 from tests.fixtures.webhooks import FAXPLUS_SECRET, INTERFAX_SECRET, OPTUM_SECRET
-from workers.broker import ensure_embedded_broker, stop_embedded_broker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 

@@ -64,6 +64,7 @@ def test_cancel_in_progress_and_conflict_when_final(
     assert client.outbound.find(long_hold.id).status == 403
     with pytest.raises(requests.HTTPError) as conflict:
         client.outbound.cancel(long_hold.id)
+    assert conflict.value.response is not None, "raise_for_status keeps the response"
     assert conflict.value.response.json()["code"] == -162
 
 
@@ -71,5 +72,6 @@ def test_bad_password_is_refused(sandbox: SandboxServer, client: InterFAX, docum
     client.password = "wrong"
     with pytest.raises(requests.HTTPError) as refused:
         client.deliver("+12025550100", files=[str(document)])
+    assert refused.value.response is not None, "raise_for_status keeps the response"
     assert refused.value.response.status_code == 401
     assert sandbox.sends() == []

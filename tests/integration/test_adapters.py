@@ -19,13 +19,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from config.settings import (
-    FaxPlusSettings,
-    InterFaxSettings,
-    OptumSettings,
-    Settings,
-    get_settings,
-)
+from config.settings import Settings, get_settings
 from dispatcher.catalogue import Outcome, Remediation, classify, classify_transport
 from dispatcher.errors import (
     ConfigurationError,
@@ -37,7 +31,6 @@ from dispatcher.errors import (
     ProviderTransientError,
     ValidationError,
 )
-from dispatcher.providers import faxplus_api, optum_api
 from dispatcher.providers.base import (
     Document,
     ManualRetry,
@@ -45,7 +38,14 @@ from dispatcher.providers.base import (
     ProviderStatus,
     SendRequest,
 )
-from dispatcher.providers.registry import PROVIDERS, build_adapter, clear_adapters, get_adapter
+from dispatcher.providers.definition import ProviderSettings
+from dispatcher.providers.faxplus import api as faxplus_api
+from dispatcher.providers.faxplus.settings import FaxPlusSettings
+from dispatcher.providers.interfax.settings import InterFaxSettings
+from dispatcher.providers.optum import api as optum_api
+from dispatcher.providers.optum.settings import OptumSettings
+from dispatcher.providers.registry import PROVIDERS, build_adapter
+from dispatcher.runtime import clear_adapters, get_adapter
 from dispatcher.sandbox.scenarios import DEFAULT_FILE
 from dispatcher.sandbox.server import SandboxServer
 from tests.fixtures.sandbox import register_webhook
@@ -102,10 +102,12 @@ def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 
 
 
 def settings_for(sandbox: SandboxServer) -> Settings:
-    return Settings(
-        sandbox_url=sandbox.url,
-        optum=OptumSettings(webhook_secret=SecretStr(WEBHOOK_SECRET)),
-    )
+    return Settings(sandbox_url=sandbox.url)
+
+
+@pytest.fixture(autouse=True)
+def _optum_signs_with_the_test_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAX_OPTUM__WEBHOOK_SECRET", WEBHOOK_SECRET)
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -335,37 +337,29 @@ def test_an_unreachable_provider_is_a_connect_error(provider: str) -> None:
 BAD_SECRET = "not-the-right-secret-0123456789"
 
 
-def bad_credentials(provider: str, sandbox: SandboxServer) -> Settings:
-    """Settings whose credentials the sandbox refuses (so the sandbox fallback is not used)."""
+def bad_credentials(provider: str, sandbox: SandboxServer) -> ProviderSettings:
+    """Credentials the sandbox refuses (so the sandbox fallback is not used)."""
     if provider == "faxplus":
-        return Settings(
-            faxplus=FaxPlusSettings(
-                base_url=f"{sandbox.url}/faxplus/v3", token=SecretStr(f"alohi_pat_{BAD_SECRET}")
-            )
+        return FaxPlusSettings(
+            base_url=f"{sandbox.url}/faxplus/v3", token=SecretStr(f"alohi_pat_{BAD_SECRET}")
         )
     if provider == "interfax":
-        return Settings(
-            interfax=InterFaxSettings(
-                base_url=f"{sandbox.url}/interfax",
-                username="sandbox",
-                password=SecretStr(BAD_SECRET),
-            )
+        return InterFaxSettings(
+            base_url=f"{sandbox.url}/interfax", username="sandbox", password=SecretStr(BAD_SECRET)
         )
-    return Settings(
-        optum=OptumSettings(
-            base_url=f"{sandbox.url}/optum",
-            token_url=f"{sandbox.url}/optum/oauth/token",
-            client_id="sandbox",
-            client_secret=SecretStr(BAD_SECRET),
-            webhook_secret=SecretStr(BAD_SECRET),
-        )
+    return OptumSettings(
+        base_url=f"{sandbox.url}/optum",
+        token_url=f"{sandbox.url}/optum/oauth/token",
+        client_id="sandbox",
+        client_secret=SecretStr(BAD_SECRET),
+        webhook_secret=SecretStr(BAD_SECRET),
     )
 
 
 def test_refused_credentials_stop_retries_and_never_show(
     provider: str, sandbox: SandboxServer
 ) -> None:
-    adapter = build_adapter(provider, bad_credentials(provider, sandbox))
+    adapter = build_adapter(provider, Settings(), own=bad_credentials(provider, sandbox))
 
     try:
         error = send_failure(adapter, fax_request(SUCCESS_NUMBER))

@@ -16,7 +16,7 @@ from dispatcher import operations, queries, sending
 from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState, transition
 from dispatcher.providers.base import Document, SendRequest
-from dispatcher.providers.registry import get_adapter
+from dispatcher.runtime import get_adapter
 from dispatcher.sending import reference_for
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job

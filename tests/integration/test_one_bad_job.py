@@ -19,7 +19,7 @@ from dispatcher import guards, operations, queries, sending, tracking, watchdog
 from dispatcher.clock import utcnow
 from dispatcher.errors import ValidationError
 from dispatcher.lifecycle import JobState, transition
-from dispatcher.providers.registry import clear_adapters, get_adapter
+from dispatcher.runtime import clear_adapters, get_adapter
 from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import DocumentContent, Job, JobDocument
 from dispatcher.submission import FaxRequest, submit, submit_many

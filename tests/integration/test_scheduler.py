@@ -7,6 +7,7 @@ import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -45,11 +46,11 @@ def add_jobs(engine: Engine, count: int, state: JobState, **values: object) -> N
         conn.execute(insert(Job), rows)
 
 
-def messages(client: redis.Redis, queue_name: str) -> list[dict]:
+def messages(client: redis.Redis, queue_name: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in client.lrange(queue_name, 0, -1)]
 
 
-def dispatched_pairs(published: list[dict]) -> list[tuple[str, int]]:
+def dispatched_pairs(published: list[dict[str, Any]]) -> list[tuple[str, int]]:
     """Every (job id, attempt) the batch messages carry."""
     return [
         (job_id, number)

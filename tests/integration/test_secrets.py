@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from dispatcher import queries
 from dispatcher.cli import app
-from dispatcher.providers.registry import clear_adapters
+from dispatcher.runtime import clear_adapters
 from dispatcher.sandbox.server import SandboxServer
 from dispatcher.store.db import engine_for, upgrade
 from dispatcher.submission import FaxRequest, submit_many

@@ -19,10 +19,10 @@ import pytest
 
 from config.settings import get_settings
 from dispatcher import inprocess
+from dispatcher.broker import running_broker_url, stop_embedded_broker
 from dispatcher.clock import utcnow
 from dispatcher.sandbox.persistence import read_state
 from tests.fixtures.documents import make_pdf
-from workers.broker import running_broker_url, stop_embedded_broker
 
 pytestmark = pytest.mark.e2e
 

@@ -53,7 +53,7 @@ def test_the_same_key_returns_the_same_job_and_other_content_conflicts() -> None
     ],
 )
 def test_bad_input_is_refused_with_field_and_reason_and_writes_nothing(
-    to: str, documents: list, field: str, reason: str
+    to: str, documents: list[tuple[str, bytes]], field: str, reason: str
 ) -> None:
     with pytest.raises(ValidationError) as caught:
         inprocess.submit(to, documents, provider="interfax")

@@ -1,4 +1,4 @@
-"""The Redis transport (``workers.transport``) on a real valkey: one client per channel
+"""The Redis transport (``dispatcher.transport``) on a real valkey: one client per channel
 for kombu's short commands, following the pool across a reconnect, and messages still
 going through."""
 
@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from kombu import Connection
+from kombu.connection import Connection
 
 from workers.app import app
 
-TRANSPORT = "workers.transport:Transport"
+TRANSPORT = "dispatcher.transport:Transport"
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from config.settings import Settings
 from dispatcher.cli import app
+from dispatcher.providers.registry import PROVIDERS, definition
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -25,8 +26,11 @@ PROCFILE = dict(
 
 
 def is_setting(name: str) -> bool:
-    """FAX_HOME -> Settings.home; FAX_OPTUM__TENANT_ID -> Settings.optum.tenant_id."""
+    """FAX_HOME -> Settings.home; FAX_S3__BUCKET -> Settings.s3.bucket; FAX_OPTUM__TENANT_ID
+    -> the Optum provider's settings, tenant_id."""
     parts = name.removeprefix("FAX_").lower().split("__")
+    if parts[0] in PROVIDERS and len(parts) == 2:
+        return parts[1] in definition(parts[0]).settings.model_fields
     model: type = Settings
     for part in parts:
         fields = getattr(model, "model_fields", {})
@@ -133,6 +137,5 @@ def test_a_blank_setting_in_env_is_no_setting(monkeypatch: pytest.MonkeyPatch) -
     """A line of .env.example left blank must not give a provider an empty token."""
     monkeypatch.setenv("FAX_FAXPLUS__TOKEN", "")
     monkeypatch.setenv("FAX_DOCUMENT_STORE", "")
-    settings = Settings()
-    assert settings.faxplus.token is None
-    assert settings.document_store == "database"
+    assert definition("faxplus").load_settings().configured() is False
+    assert Settings().document_store == "database"

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from dispatcher.errors import (
     ProviderTransientError,
 )
 from dispatcher.providers._http import BearerAuth, ProviderHttp, parse_retry_after
-from dispatcher.providers.optum import ClientCredentials
+from dispatcher.providers.optum.adapter import ClientCredentials
 
 SECRET = "alohi_pat_very_secret_value"
 
@@ -95,7 +96,7 @@ def test_error_statuses_map_to_errors_the_catalogue_classifies(
         ),
     ],
 )
-def test_a_refusal_carries_the_providers_own_message(body: dict, expected: str) -> None:
+def test_a_refusal_carries_the_providers_own_message(body: dict[str, Any], expected: str) -> None:
     http = boundary(answer(400, json=body))
 
     with pytest.raises(ProviderRejected) as caught:

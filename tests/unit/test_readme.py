@@ -26,8 +26,14 @@ def test_both_commands_set_up_their_own_virtualenv() -> None:
 
 def test_every_setting_is_documented() -> None:
     from config.settings import Settings
+    from dispatcher.providers.registry import definitions
 
     text = (ROOT / "README.md").read_text()
+    for provider in definitions().values():
+        for inner in provider.settings.model_fields:
+            assert f"FAX_{provider.name.upper()}__{inner.upper()}" in text or (
+                f"__{inner.upper()}" in text
+            ), (provider.name, inner)
     for name, field in Settings.model_fields.items():
         nested = getattr(field.annotation, "model_fields", None)
         if nested is None:

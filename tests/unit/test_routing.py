@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from config.settings import CONFIG_DIR
-from dispatcher.catalogue import Provider
 from dispatcher.errors import ConfigurationError, ValidationError
 from dispatcher.routing import load_routing
 from dispatcher.validation import validate_fax
@@ -30,27 +29,29 @@ def test_routes_pick_the_most_specific_rule(tmp_path: Path) -> None:
             '[routes]\ndefault = ["faxplus"]\nUS = ["interfax", "optum"]\n"+1202" = ["optum"]\n',
         )
     )
-    assert routing.route_for("+12025550100") == (Provider.OPTUM,)
-    assert routing.route_for("+13125550100") == (Provider.INTERFAX, Provider.OPTUM)
-    assert routing.route_for("+442079460000") == (Provider.FAXPLUS,)
+    assert routing.route_for("+12025550100") == ("optum",)
+    assert routing.route_for("+13125550100") == ("interfax", "optum")
+    assert routing.route_for("+442079460000") == ("faxplus",)
 
 
 def test_rejected_numbers_say_why() -> None:
-    assert "premium" in ROUTING.reject_reason("+19005550100")
+    reason = ROUTING.reject_reason("+19005550100")
+    assert reason is not None, "a premium-rate number is rejected"
+    assert "premium" in reason
     assert ROUTING.reject_reason("+12025550100") is None
 
 
 def test_a_route_keeps_only_providers_that_can_take_the_fax() -> None:
     # Optum faxes only to the US, so a UK number's route leaves it out.
     fax = validate_fax("+442079460000", [("a.pdf", make_pdf())], None)
-    assert Provider.OPTUM not in fax.route and fax.provider is fax.route[0]
+    assert "optum" not in fax.route and fax.provider == fax.route[0]
     us = validate_fax("+12025550100", [("a.pdf", make_pdf())], None)
-    assert us.route == (Provider.INTERFAX, Provider.FAXPLUS, Provider.OPTUM)
+    assert us.route == ("interfax", "faxplus", "optum")
 
 
 def test_a_named_provider_is_the_whole_route() -> None:
     fax = validate_fax("+12025550100", [("a.pdf", make_pdf())], "optum")
-    assert fax.route == (Provider.OPTUM,)
+    assert fax.route == ("optum",)
     with pytest.raises(ValidationError, match="optum does not fax to GB"):
         validate_fax("+442079460000", [("a.pdf", make_pdf())], "optum")
 

@@ -74,7 +74,12 @@ def test_a_batch_with_no_free_slot_leaves_its_jobs_to_the_tick(
     monkeypatch.setattr(sending, "send_pool", lambda: pool)
     monkeypatch.setattr(sending, "SLOT_PATIENCE", 0.05)
     claimed: list[object] = []
-    monkeypatch.setattr(sending, "_claim", lambda *args: claimed.append(args) or [])
+
+    def claim(*args: object) -> list[object]:
+        claimed.append(args)
+        return []
+
+    monkeypatch.setattr(sending, "_claim", claim)
     # When a batch arrives, it claims nothing and says why, once its patience runs out
     outcomes = sending.dispatch([("job-1", 1), ("job-2", 1)])
     assert outcomes == dict.fromkeys(["job-1", "job-2"], "skipped: no free send slot")

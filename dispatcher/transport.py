@@ -20,18 +20,19 @@ from kombu.transport import redis
 __all__ = ["Channel", "Transport"]
 
 
-class Channel(redis.Channel):  # type: ignore[misc]
+class Channel(redis.Channel):
     _shared_client: Any = None
 
     def _create_client(self, asynchronous: bool = False) -> Any:
+        create: Any = super()._create_client
         if asynchronous:
-            return super()._create_client(asynchronous=True)
+            return create(asynchronous=True)
         client = self._shared_client
         # A reconnect replaces the pool; the client must follow it.
         if client is None or client.connection_pool is not self.pool:
-            client = self._shared_client = super()._create_client()
+            client = self._shared_client = create()
         return client
 
 
-class Transport(redis.Transport):  # type: ignore[misc]
+class Transport(redis.Transport):
     Channel = Channel
