@@ -56,7 +56,9 @@ class Guards(Protocol):
 class Publisher(Protocol):
     """Where work goes to the workers: ids only."""
 
-    def dispatch(self, attempts: Iterable[tuple[str, int]], countdown: float | None = None) -> None: ...
+    def dispatch(
+        self, attempts: Iterable[tuple[str, int]], countdown: float | None = None
+    ) -> None: ...
 
     def poll(self, provider: str, job_ids: Sequence[str]) -> None: ...
 

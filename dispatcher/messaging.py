@@ -16,7 +16,7 @@ from celery import Celery
 from kombu import pools
 
 from config.celery import CeleryConfig
-from config.settings import get_settings
+from config.settings import Settings, get_settings
 from dispatcher.broker import broker_url, redis_client
 
 __all__ = [
@@ -46,10 +46,10 @@ app = Celery("fax_dispatcher")
 app.config_from_object(CeleryConfig())
 
 
-def redelivery_guard() -> timedelta:
+def redelivery_guard(settings: Settings | None = None) -> timedelta:
     """How long a published job waits before the tick publishes it again, in case the
     message was lost: longer than a tick, so a queued message is not doubled."""
-    settings = get_settings()
+    settings = settings or get_settings()
     return timedelta(seconds=max(settings.scaled(60.0), 2 * settings.tick_interval))
 
 

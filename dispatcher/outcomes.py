@@ -13,16 +13,14 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
-from dispatcher import guards
 from dispatcher.catalogue import Family, Outcome, StatusEntry
 from dispatcher.clock import utcnow
+from dispatcher.context import Context
 from dispatcher.effects import after_commit
 from dispatcher.lifecycle import EventSource, JobState, transition
 from dispatcher.policy import Decision, History, JobOverrides, PartialSend, Step, decide
 from dispatcher.providers.base import ProviderStatus
 from dispatcher.routing import next_provider
-from dispatcher.runtime import policy
 from dispatcher.store.models import Attempt, Job, StatusEvent
 
 __all__ = [
@@ -61,14 +59,18 @@ def history_of(job: Job) -> History:
     return History(job.attempt_count - job.budget_start, job.immediate_retries)
 
 
-def decide_for(job: Job, entry: StatusEntry, retry_after: float | None = None) -> Decision:
-    overrides = JobOverrides.from_options(job.options or {}, get_settings().time_scale)
-    time_left = (job.deadline - utcnow()).total_seconds() if job.deadline else None
+def decide_for(
+    ctx: Context, job: Job, entry: StatusEntry, retry_after: float | None = None
+) -> Decision:
+    """The policy's decision for ``job`` on ``entry``, with the job's own overrides."""
+    overrides = JobOverrides.from_options(job.options or {}, ctx.settings.time_scale)
+    time_left = (job.deadline - ctx.now()).total_seconds() if job.deadline else None
     return decide(
         entry,
         history_of(job),
-        policy(),
+        ctx.policy,
         overrides,
+        rng=ctx.rng,
         retry_after=retry_after,
         next_provider=next_provider(job.route, job.provider),
         time_left=time_left,
@@ -113,6 +115,7 @@ def record_event(session: Session, job: Job | JobRef, **fields: Any) -> None:
 
 
 def apply_decision(
+    ctx: Context,
     session: Session,
     job: Job,
     attempt: Attempt | None,
@@ -124,7 +127,7 @@ def apply_decision(
     error: str | None = None,
 ) -> bool:
     """Move the job as ``decision`` says and record why. False if the job moved meanwhile."""
-    now = utcnow()
+    now = ctx.now()
     state_from = job.state
     code_changed = entry.code != job.last_code or state_from != JobState.IN_PROGRESS
     target = _TARGET[decision.step]
@@ -157,12 +160,12 @@ def apply_decision(
     if not transition(session, job, target, **values):
         return False
     if target is JobState.IN_PROGRESS:
-        after_commit(session, lambda: guards.keep_line(number, job_id))
+        after_commit(session, lambda: ctx.guards.keep_line(number, job_id))
     else:
-        after_commit(session, lambda: guards.release_line(number, job_id))
+        after_commit(session, lambda: ctx.guards.release_line(number, job_id))
     if entry.family is Family.BUSY and decision.step is Step.RETRY:
         delay = decision.delay or 0.0
-        after_commit(session, lambda: guards.share_busy(number, delay))
+        after_commit(session, lambda: ctx.guards.share_busy(number, delay))
     if attempt is not None and (decision.step is not Step.POLL or entry.is_final):
         _finish_attempt(attempt, entry, status, error)
     if code_changed or decision.step is not Step.POLL:

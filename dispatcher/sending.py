@@ -37,16 +37,15 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timedelta
-from functools import cache, partial
+from functools import partial
 from typing import Any, NamedTuple
 
 from sqlalchemy import BindParameter, Connection, Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
 from dispatcher import guards
 from dispatcher.catalogue import classify_transport
-from dispatcher.clock import utcnow
+from dispatcher.context import Context, current
 from dispatcher.effects import after_commit
 from dispatcher.errors import (
     ConfigurationError,
@@ -54,9 +53,8 @@ from dispatcher.errors import (
     ProviderError,
     ProviderRateLimited,
 )
-from dispatcher.leases import LeaseKeeper
 from dispatcher.lifecycle import FINAL_STATES, EventSource, JobState, transition, transition_row
-from dispatcher.messaging import MAX_COUNTDOWN, publish_dispatch, redelivery_guard
+from dispatcher.messaging import MAX_COUNTDOWN, redelivery_guard
 from dispatcher.outcomes import (
     JobRef,
     apply_decision,
@@ -69,9 +67,7 @@ from dispatcher.pages import pages_after
 from dispatcher.policy import Step
 from dispatcher.providers.base import Document, ProviderStatus, SendRequest
 from dispatcher.routing import next_provider
-from dispatcher.runtime import document_store, get_adapter, policy
-from dispatcher.sendpool import SendPool, send_pool
-from dispatcher.store.db import get_engine, session_scope
+from dispatcher.sendpool import SendPool
 from dispatcher.store.models import Attempt, Job, JobDocument
 from dispatcher.store.models import Document as StoredDocument
 
@@ -120,6 +116,8 @@ _ATTEMPT_SUBMITTED = (
     .where(Attempt.job_id == bindparam("w_job_id"), Attempt.number == bindparam("w_number"))
     .values(provider_fax_id=bindparam("fax_id"), submitted_at=bindparam("at"), unsettled=False)
 )
+
+
 class _Claim(NamedTuple):
     """A claimed attempt whose row is committed: ready for the provider."""
 
@@ -144,10 +142,6 @@ def reference_for(job_id: str, number: int) -> str:
     return f"fd-{job_id}-{number}"
 
 
-def _settle_delay() -> timedelta:
-    return timedelta(seconds=get_settings().settle_delay)
-
-
 def _attempt(session: Session, job_id: str, number: int) -> Attempt:
     return session.scalars(
         select(Attempt).where(Attempt.job_id == job_id, Attempt.number == number)
@@ -160,13 +154,19 @@ def _last_attempt(session: Session, job: Job) -> Attempt | None:
     ).first()
 
 
-def dispatch(attempts: Sequence[tuple[str, int]], *, task_id: str | None = None) -> dict[str, str]:
+def dispatch(
+    attempts: Sequence[tuple[str, int]],
+    *,
+    task_id: str | None = None,
+    ctx: Context | None = None,
+) -> dict[str, str]:
     """Make each attempt (job id, attempt number) of a pending job. Returns what happened
     to each job, for logs."""
+    ctx = ctx or current()
     outcomes: dict[str, str] = {}
     waiting = list(dict.fromkeys((str(job_id), int(number)) for job_id, number in attempts))
-    pool = send_pool()
-    leases = _leases()
+    pool = ctx.pool
+    leases = ctx.leases
     in_flight: dict[Future[_Sent | str], _Claim] = {}
     failure: Exception | None = None
     give_up = time.monotonic() + SLOT_PATIENCE
@@ -182,19 +182,19 @@ def dispatch(attempts: Sequence[tuple[str, int]], *, task_id: str | None = None)
             chunk, waiting = waiting[:room], waiting[room:]
             claims: list[_Claim] = []
             try:
-                claims = _claim(chunk, task_id, outcomes)
+                claims = _claim(ctx, chunk, task_id, outcomes)
             except Exception as exc:  # a broker or database outage: claim nothing more,
                 failure, waiting = exc, []  # but record the sends already made
             finally:  # and never keep the slots reserved
                 pool.release(room - len(claims))
             leases.hold(claim.job_id for claim in claims)
-            in_flight.update((pool.submit(_send, claim), claim) for claim in claims)
+            in_flight.update((pool.submit(partial(_send, ctx), claim), claim) for claim in claims)
         if in_flight:
             _wait_for_wave(pool, in_flight, len(waiting))
             done = [future for future in in_flight if future.done()]
             finished = [(in_flight.pop(future), future) for future in done]
             try:
-                _record_wave(finished, outcomes)
+                _record_wave(ctx, finished, outcomes)
             finally:  # recorded, or left to the reconcile: no longer this worker's
                 leases.release(claim.job_id for claim, _ in finished)
     if failure is not None:
@@ -219,7 +219,7 @@ def _wait_for_wave(pool: SendPool, in_flight: dict[Future[Any], _Claim], waiting
 
 
 def _record_wave(
-    finished: list[tuple[_Claim, Future[_Sent | str]]], outcomes: dict[str, str]
+    ctx: Context, finished: list[tuple[_Claim, Future[_Sent | str]]], outcomes: dict[str, str]
 ) -> None:
     """Record the sends of a wave that the providers accepted, in one transaction."""
     accepted: list[_Sent] = []
@@ -235,7 +235,7 @@ def _record_wave(
         else:
             outcomes[claim.job_id] = result
     for sent, followed in zip(
-        accepted, _follow(accepted, source=EventSource.DISPATCH), strict=True
+        accepted, _follow(ctx, accepted, source=EventSource.DISPATCH), strict=True
     ):
         outcomes[sent.job_id] = (
             f"sent as {sent.provider} fax {sent.fax_id}" if followed else "sent; moved meanwhile"
@@ -243,12 +243,12 @@ def _record_wave(
 
 
 def _claim(
-    chunk: Sequence[tuple[str, int]], task_id: str | None, outcomes: dict[str, str]
+    ctx: Context, chunk: Sequence[tuple[str, int]], task_id: str | None, outcomes: dict[str, str]
 ) -> list[_Claim]:
     """Claim the jobs of ``chunk`` that may be sent now. Every other job gets its outcome:
     skipped, expired, settled, held, or deferred by a guard."""
-    now = utcnow()
-    with get_engine().connect() as connection:
+    now = ctx.now()
+    with ctx.engine.connect() as connection:
         rows = {
             row.id: row for row in connection.execute(_CANDIDATES, {"ids": [j for j, _ in chunk]})
         }
@@ -264,12 +264,12 @@ def _claim(
         elif row.send_at and row.send_at > now:
             outcomes[job_id] = "skipped: not due yet"
         elif row.deadline and row.deadline <= now:
-            outcomes[job_id] = _on_job(job_id, number, _expire)
+            outcomes[job_id] = _on_job(ctx, job_id, number, partial(_expire, ctx))
         elif job_id in unsettled:
-            outcomes[job_id] = _settle_earlier(job_id, number)
+            outcomes[job_id] = _settle_earlier(ctx, job_id, number)
         else:
             ready.append(row)
-    ready, documents = _sendable(ready, outcomes)
+    ready, documents = _sendable(ctx, ready, outcomes)
     sends = [
         guards.Send(
             row.id, row.to_number, row.provider, next_provider(row.route, row.provider) is not None
@@ -277,16 +277,18 @@ def _claim(
         for row in ready
     ]
     allowed: list[Row[Any]] = []
-    for row, hold in zip(ready, guards.check_sends(sends), strict=True):
+    for row, hold in zip(ready, ctx.guards.check_sends(sends), strict=True):
         if hold is None:
             allowed.append(row)
         else:
-            outcomes[row.id] = _on_job(row.id, row.attempt_count + 1, partial(_defer, hold=hold))
-    return _claim_rows(allowed, documents, task_id, outcomes) if allowed else []
+            outcomes[row.id] = _on_job(
+                ctx, row.id, row.attempt_count + 1, partial(_defer, ctx, hold=hold)
+            )
+    return _claim_rows(ctx, allowed, documents, task_id, outcomes) if allowed else []
 
 
 def _sendable(
-    rows: list[Row[Any]], outcomes: dict[str, str]
+    ctx: Context, rows: list[Row[Any]], outcomes: dict[str, str]
 ) -> tuple[list[Row[Any]], dict[str, list[Document]]]:
     """The rows whose provider can be reached and whose documents can be read, with those
     documents, before any takes a line. Each other job is dealt with alone: held with the
@@ -295,11 +297,11 @@ def _sendable(
     problems: dict[str, DocumentUnavailable | str] = {}
     for provider in {row.provider for row in rows}:
         try:
-            get_adapter(provider)
+            ctx.adapter(provider)
         except ConfigurationError as exc:
             reason = f"{provider} cannot send: {exc}"
             problems.update((row.id, reason) for row in rows if row.provider == provider)
-    documents, unreadable = _documents([row for row in rows if row.id not in problems])
+    documents, unreadable = _documents(ctx, [row for row in rows if row.id not in problems])
     problems.update(unreadable)
     for row in rows:
         problem = problems.get(row.id)
@@ -308,15 +310,16 @@ def _sendable(
         step: Callable[[Session, Job], str]
         if isinstance(problem, DocumentUnavailable) and not problem.permanent:
             reason = f"the document store cannot answer: {problem.reason}"
-            step = partial(_defer, hold=guards.Hold(reason, wait=STORE_PATIENCE))
+            step = partial(_defer, ctx, hold=guards.Hold(reason, wait=STORE_PATIENCE))
         else:
             log.warning("job %s: held: cannot be sent: %s", row.id, problem)
-            step = partial(_hold, reason=f"cannot be sent: {problem}")
-        outcomes[row.id] = _on_job(row.id, row.attempt_count + 1, step)
+            step = partial(_hold, ctx, reason=f"cannot be sent: {problem}")
+        outcomes[row.id] = _on_job(ctx, row.id, row.attempt_count + 1, step)
     return [row for row in rows if row.id not in problems], documents
 
 
 def _claim_rows(
+    ctx: Context,
     rows: list[Row[Any]],
     documents: dict[str, list[Document]],
     task_id: str | None,
@@ -332,8 +335,8 @@ def _claim_rows(
     missed: list[str] = []
     # In id order, so two workers claiming overlapping batches never deadlock.
     rows = sorted(rows, key=lambda row: row.id)
-    started = utcnow()
-    with get_engine().begin() as connection:
+    started = ctx.now()
+    with ctx.engine.begin() as connection:
         for row in rows:
             if transition_row(
                 connection,
@@ -352,7 +355,7 @@ def _claim_rows(
                 _INSERT_ATTEMPT, [_attempt_row(row, task_id, started) for row in claimed]
             )
     if missed:
-        _release_lines_of_ended(missed)
+        _release_lines_of_ended(ctx, missed)
     # Committed: the attempts exist before any provider hears of them.
     return [
         _Claim(
@@ -372,14 +375,14 @@ def _claim_rows(
     ]
 
 
-def _release_lines_of_ended(job_ids: list[str]) -> None:
+def _release_lines_of_ended(ctx: Context, job_ids: list[str]) -> None:
     """Give back the lines taken for jobs that ended before their claim: no delivery of
     an ended job can dial, so no other fax is let onto a line in use."""
-    with get_engine().connect() as connection:
+    with ctx.engine.connect() as connection:
         rows = connection.execute(_STATES, {"ids": job_ids}).all()
     for job_id, state, number in rows:
         if JobState(state) in FINAL_STATES:
-            guards.release_line(number, job_id)
+            ctx.guards.release_line(number, job_id)
 
 
 def _attempt_row(row: Row[Any], task_id: str | None, started: datetime) -> dict[str, Any]:
@@ -396,6 +399,7 @@ def _attempt_row(row: Row[Any], task_id: str | None, started: datetime) -> dict[
 
 
 def _documents(
+    ctx: Context,
     rows: list[Row[Any]],
 ) -> tuple[dict[str, list[Document]], dict[str, DocumentUnavailable | str]]:
     """Each job's documents (after a partial send, only the pages not yet delivered),
@@ -404,9 +408,9 @@ def _documents(
     unreadable: dict[str, DocumentUnavailable | str] = {}
     if not rows:
         return documents, unreadable
-    with get_engine().connect() as connection:
+    with ctx.engine.connect() as connection:
         stored = connection.execute(_DOCUMENTS, {"ids": [row.id for row in rows]}).all()
-        contents, failures = _load(connection, {sha for *_, sha in stored})
+        contents, failures = _load(ctx, connection, {sha for *_, sha in stored})
     for job_id, name, mime_type, sha in stored:
         if sha in failures:
             unreadable[job_id] = failures[sha]
@@ -425,11 +429,11 @@ def _documents(
 
 
 def _load(
-    connection: Connection, shas: set[str]
+    ctx: Context, connection: Connection, shas: set[str]
 ) -> tuple[dict[str, bytes], dict[str, DocumentUnavailable]]:
     """The documents' bytes in one read; if one cannot be read, each alone, so only
     the jobs that send it are held back."""
-    store = document_store()
+    store = ctx.documents
     try:
         return store.load(connection, shas), {}
     except DocumentUnavailable:
@@ -444,27 +448,27 @@ def _load(
     return contents, failures
 
 
-def _send(claim: _Claim) -> _Sent | str:
+def _send(ctx: Context, claim: _Claim) -> _Sent | str:
     """Call the provider (on a send slot). A failure is dealt with here, in parallel with
     the batch's other sends; an accepted fax goes back to be recorded with its wave."""
     try:
-        fax_id = get_adapter(claim.provider).send(claim.request)
+        fax_id = ctx.adapter(claim.provider).send(claim.request)
     except ProviderError as exc:
-        return _send_failed(claim, exc)
+        return _send_failed(ctx, claim, exc)
     return _Sent(claim.job_id, claim.provider, claim.number, fax_id)
 
 
-def _on_job(job_id: str, number: int, step: Callable[[Session, Job], str]) -> str:
+def _on_job(ctx: Context, job_id: str, number: int, step: Callable[[Session, Job], str]) -> str:
     """Run a step that needs the whole job (the uncommon paths), if the job is still
     pending for attempt ``number``."""
-    with session_scope() as session:
+    with ctx.session() as session:
         job = session.get(Job, job_id)
         if job is None or job.state != JobState.PENDING or job.attempt_count + 1 != number:
             return "skipped: moved meanwhile"
         return step(session, job)
 
 
-def _expire(session: Session, job: Job) -> str:
+def _expire(ctx: Context, session: Session, job: Job) -> str:
     """The job's deadline passed before it could be attempted again: stop it."""
     state_from = job.state
     reason = f"the deadline {job.deadline:%Y-%m-%d %H:%M:%S} UTC passed before attempt " + str(
@@ -476,7 +480,7 @@ def _expire(session: Session, job: Job) -> str:
     return reason
 
 
-def _hold(session: Session, job: Job, reason: str) -> str:
+def _hold(ctx: Context, session: Session, job: Job, reason: str) -> str:
     """Keep a job that cannot be sent as it is until an operator has fixed the cause."""
     state_from = job.state
     if not transition(session, job, JobState.HELD, reason=reason, next_attempt_at=None):
@@ -485,7 +489,7 @@ def _hold(session: Session, job: Job, reason: str) -> str:
     return f"held: {reason}"
 
 
-def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
+def _defer(ctx: Context, session: Session, job: Job, hold: guards.Hold) -> str:
     """Leave the job pending until the hold passes; no worker waits for it."""
     number = job.attempt_count + 1
     values: dict[str, object] = {}
@@ -496,37 +500,41 @@ def _defer(session: Session, job: Job, hold: guards.Hold) -> str:
     else:
         until = hold.until
         reason = hold.reason
-        delay = hold.wait if until is None else (until - utcnow()).total_seconds()
+        delay = hold.wait if until is None else (until - ctx.now()).total_seconds()
     delay = max(delay, 0.0)
     short = delay <= MAX_COUNTDOWN
     # A short wait rides on a countdown; the database time then only covers a lost message.
-    due = utcnow() + timedelta(seconds=delay) + (redelivery_guard() if short else timedelta())
+    due = (
+        ctx.now()
+        + timedelta(seconds=delay)
+        + (redelivery_guard(ctx.settings) if short else timedelta())
+    )
     state_from = job.state
     if not transition(session, job, JobState.PENDING, reason=reason, next_attempt_at=due, **values):
         return "skipped: moved meanwhile"
     record_event(session, job, source=EventSource.DISPATCH, state_from=state_from, detail=reason)
     if short:
         session.commit()
-        _republish_soon(job.id, number, delay)
+        _republish_soon(ctx, job.id, number, delay)
     return f"deferred: {reason}"
 
 
-def _follow(sends: Sequence[_Sent], *, source: EventSource) -> list[bool]:
+def _follow(ctx: Context, sends: Sequence[_Sent], *, source: EventSource) -> list[bool]:
     """Make each job follow the fax the provider has for its attempt: in one transaction
     for the jobs still dispatching that attempt, one by one for the rest (a late answer).
     For each send, whether the job now follows that fax."""
     if not sends:
         return []
-    with get_engine().begin() as connection:
-        recorded = _mark_in_progress(connection, sends, source=source)
-    return [ok or _adopt(sent, source) for sent, ok in zip(sends, recorded, strict=True)]
+    with ctx.engine.begin() as connection:
+        recorded = _mark_in_progress(ctx, connection, sends, source=source)
+    return [ok or _adopt(ctx, sent, source) for sent, ok in zip(sends, recorded, strict=True)]
 
 
 def _mark_in_progress(
-    connection: Connection, sends: Sequence[_Sent], *, source: EventSource
+    ctx: Context, connection: Connection, sends: Sequence[_Sent], *, source: EventSource
 ) -> list[bool]:
     """Move each job claimed for the send's attempt to in progress, by ids: nothing is read."""
-    now = utcnow()
+    now = ctx.now()
     moved: list[bool] = []
     for sent in sends:
         moved.append(
@@ -537,7 +545,7 @@ def _mark_in_progress(
                 JobState.IN_PROGRESS,
                 expect={"attempt_count": sent.number},
                 provider_fax_id=sent.fax_id,
-                next_poll_at=now + timedelta(seconds=policy().poll_timing(sent.provider).first),
+                next_poll_at=now + timedelta(seconds=ctx.policy.poll_timing(sent.provider).first),
                 last_code=None,
                 reason=_accepted(sent),
             )
@@ -575,13 +583,13 @@ def _accepted(sent: _Sent) -> str:
 _ADOPTABLE = frozenset({JobState.PENDING, JobState.HELD, JobState.FAILED})
 
 
-def _adopt(sent: _Sent, source: EventSource) -> bool:
+def _adopt(ctx: Context, sent: _Sent, source: EventSource) -> bool:
     """A fax id that arrived after the job moved on (its answer was judged lost, or the
     job was held or failed meanwhile): record it on its attempt, and if no later attempt
     was made, follow it. True if the job now follows that fax."""
-    now = utcnow()
+    now = ctx.now()
     follows = cancel = False
-    with session_scope() as session:
+    with ctx.session() as session:
         session.execute(
             _ATTEMPT_SUBMITTED,
             {"w_job_id": sent.job_id, "w_number": sent.number, "fax_id": sent.fax_id, "at": now},
@@ -597,7 +605,7 @@ def _adopt(sent: _Sent, source: EventSource) -> bool:
                 provider=sent.provider,
                 provider_fax_id=sent.fax_id,
                 next_attempt_at=None,
-                next_poll_at=now + timedelta(seconds=policy().poll_timing(sent.provider).first),
+                next_poll_at=now + timedelta(seconds=ctx.policy.poll_timing(sent.provider).first),
                 last_code=None,
                 reason=detail,
             )
@@ -623,10 +631,10 @@ def _adopt(sent: _Sent, source: EventSource) -> bool:
         )
         if follows:
             number = job.to_number
-            after_commit(session, lambda: guards.keep_line(number, sent.job_id))
+            after_commit(session, lambda: ctx.guards.keep_line(number, sent.job_id))
     if cancel:
         try:
-            get_adapter(sent.provider).cancel(sent.fax_id)
+            ctx.adapter(sent.provider).cancel(sent.fax_id)
         except ProviderError as exc:
             log.warning(
                 "job %s: could not cancel %s fax %s: %s",
@@ -638,47 +646,56 @@ def _adopt(sent: _Sent, source: EventSource) -> bool:
     return follows
 
 
-def _send_failed(claim: _Claim, exc: ProviderError) -> str:
+def _send_failed(ctx: Context, claim: _Claim, exc: ProviderError) -> str:
     """A send that failed. One the provider may have accepted is looked up at once; if
     it is not found yet, the job waits for it to settle instead of being decided now."""
     if exc.maybe_sent:
-        found = _lookup(claim.provider, claim.request.reference, claim.started_at)
+        found = _lookup(ctx, claim.provider, claim.request.reference, claim.started_at)
         if found is not None:
             _follow(
+                ctx,
                 [_Sent(claim.job_id, claim.provider, claim.number, found.fax_id)],
                 source=EventSource.RECONCILE,
             )
             return f"answer lost, but the provider has it as fax {found.fax_id}"
         return _answer_lost(
-            claim.job_id, claim.number, exc.kind, exc.message, source=EventSource.DISPATCH
+            ctx, claim.job_id, claim.number, exc.kind, exc.message, source=EventSource.DISPATCH
         )
     entry = classify_transport(exc.provider, exc.kind)
     retry_after = exc.retry_after if isinstance(exc, ProviderRateLimited) else None
-    with session_scope() as session:
+    with ctx.session() as session:
         job = session.get_one(Job, claim.job_id)
         attempt = _attempt(session, claim.job_id, claim.number)
         if job.state != JobState.DISPATCHING or job.attempt_count != claim.number:
             attempt.error = exc.message
             return f"send failed ({exc.kind}); the job moved meanwhile"
-        decision = decide_for(job, entry, retry_after)
+        decision = decide_for(ctx, job, entry, retry_after)
         apply_decision(
-            session, job, attempt, entry, decision, source=EventSource.DISPATCH, error=exc.message
+            ctx,
+            session,
+            job,
+            attempt,
+            entry,
+            decision,
+            source=EventSource.DISPATCH,
+            error=exc.message,
         )
         step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
-    _retry_soon(claim.job_id, next_number, step, delay)
+    _retry_soon(ctx, claim.job_id, next_number, step, delay)
     return f"send failed ({exc.kind}): {decision.reason}"
 
 
-def _lookup(provider: str, reference: str, since: datetime) -> ProviderStatus | None:
+def _lookup(ctx: Context, provider: str, reference: str, since: datetime) -> ProviderStatus | None:
     """The provider's fax for this reference; None when it has none or cannot say now."""
     try:
-        return get_adapter(provider).find_by_reference(reference, since)
+        return ctx.adapter(provider).find_by_reference(reference, since)
     except ProviderError as lookup_error:
         log.warning("cannot look up %s at %s yet: %s", reference, provider, lookup_error)
         return None
 
 
 def _answer_lost(
+    ctx: Context,
     job_id: str,
     number: int,
     kind: str,
@@ -693,8 +710,8 @@ def _answer_lost(
 
     ``version`` fences a reconcile: a worker that renewed its lease since the reconcile
     read the job is still sending it, and nothing changes."""
-    now = utcnow()
-    with session_scope() as session:
+    now = ctx.now()
+    with ctx.session() as session:
         job = session.get_one(Job, job_id)
         if version is not None and (job.version != version or job.attempt_count != number):
             return "still being sent, or moved meanwhile"
@@ -719,7 +736,7 @@ def _answer_lost(
             JobState.PENDING,
             reason=reason,
             last_code=kind,
-            next_attempt_at=attempt.lost_at + _settle_delay(),
+            next_attempt_at=attempt.lost_at + timedelta(seconds=ctx.settings.settle_delay),
         ):
             return "answer lost; the job moved meanwhile"
         record_event(
@@ -731,28 +748,30 @@ def _answer_lost(
             attempt_number=number,
         )
         to = job.to_number  # the fax may be on the line: keep it the job's
-        after_commit(session, lambda: guards.keep_line(to, job_id))
+        after_commit(session, lambda: ctx.guards.keep_line(to, job_id))
     return reason
 
 
-def _retry_soon(job_id: str, next_number: int, step: Step, delay: float | None) -> None:
+def _retry_soon(
+    ctx: Context, job_id: str, next_number: int, step: Step, delay: float | None
+) -> None:
     """Short waits ride on a countdown; longer ones wait in the database for the tick."""
     if step is Step.RETRY and delay is not None and delay <= MAX_COUNTDOWN:
-        _republish_soon(job_id, next_number, delay)
+        _republish_soon(ctx, job_id, next_number, delay)
 
 
-def _republish_soon(job_id: str, number: int, delay: float) -> None:
+def _republish_soon(ctx: Context, job_id: str, number: int, delay: float) -> None:
     try:
-        publish_dispatch([(job_id, number)], countdown=delay or None)
+        ctx.publisher.dispatch([(job_id, number)], countdown=delay or None)
     except Exception:  # the tick publishes it anyway once next_attempt_at is due
         log.warning("job %s: could not publish attempt %s; the tick will", job_id, number)
 
 
-def _settle_earlier(job_id: str, number: int) -> str:
+def _settle_earlier(ctx: Context, job_id: str, number: int) -> str:
     """Settle the job's unsettled attempt before sending again: follow the fax if the
     provider has it, wait while it may still be landing, else settle it as never sent
     and decide as for any failed send. Nothing is sent by this call."""
-    with session_scope() as session:
+    with ctx.session() as session:
         job = session.get_one(Job, job_id)
         attempt = _last_attempt(session, job)
         if attempt is None or not attempt.unsettled:
@@ -761,28 +780,30 @@ def _settle_earlier(job_id: str, number: int) -> str:
         provider, reference, started = attempt.provider, attempt.reference, attempt.started_at
         lost_at = attempt.lost_at or started
     try:
-        found = get_adapter(provider).find_by_reference(reference, started)
+        found = ctx.adapter(provider).find_by_reference(reference, started)
     except ProviderError as exc:  # nothing is sent; the tick offers the job again later
         return f"skipped: cannot settle attempt {earlier} yet: {exc}"
     if found is not None:
-        _follow([_Sent(job_id, provider, earlier, found.fax_id)], source=EventSource.RECONCILE)
+        _follow(ctx, [_Sent(job_id, provider, earlier, found.fax_id)], source=EventSource.RECONCILE)
         return f"settled: attempt {earlier} reached {provider} as fax {found.fax_id}"
-    settles_at = lost_at + _settle_delay()
-    if utcnow() < settles_at:
-        return _on_job(job_id, number, lambda s, job: _wait_to_settle(s, job, earlier, settles_at))
-    return _settled_unsent(job_id, number)
+    settles_at = lost_at + timedelta(seconds=ctx.settings.settle_delay)
+    if ctx.now() < settles_at:
+        return _on_job(
+            ctx, job_id, number, lambda s, job: _wait_to_settle(ctx, s, job, earlier, settles_at)
+        )
+    return _settled_unsent(ctx, job_id, number)
 
 
-def _wait_to_settle(session: Session, job: Job, earlier: int, until: datetime) -> str:
+def _wait_to_settle(ctx: Context, session: Session, job: Job, earlier: int, until: datetime) -> str:
     reason = f"attempt {earlier} may still be reaching {job.provider}; looking again at {until:%X}"
     if not transition(session, job, JobState.PENDING, reason=reason, next_attempt_at=until):
         return "skipped: moved meanwhile"
     return f"deferred: {reason}"
 
 
-def _settled_unsent(job_id: str, number: int) -> str:
+def _settled_unsent(ctx: Context, job_id: str, number: int) -> str:
     """The provider never had the lost send: settle it, and let the policy decide."""
-    with session_scope() as session:
+    with ctx.session() as session:
         job = session.get_one(Job, job_id)
         if job.state != JobState.PENDING or job.attempt_count + 1 != number:
             return "skipped: moved meanwhile"
@@ -790,19 +811,20 @@ def _settled_unsent(job_id: str, number: int) -> str:
         attempt.unsettled = False
         error = f"{attempt.error or 'no answer'} (the provider never had this send)"
         entry = classify_transport(attempt.provider, attempt.status_code or "lost")
-        decision = decide_for(job, entry)
+        decision = decide_for(ctx, job, entry)
         apply_decision(
-            session, job, attempt, entry, decision, source=EventSource.RECONCILE, error=error
+            ctx, session, job, attempt, entry, decision, source=EventSource.RECONCILE, error=error
         )
         step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
-    _retry_soon(job_id, next_number, step, delay)
+    _retry_soon(ctx, job_id, next_number, step, delay)
     return f"attempt {number - 1} never reached the provider: {decision.reason}"
 
 
-def reconcile(job_id: str) -> str:
+def reconcile(job_id: str, *, ctx: Context | None = None) -> str:
     """Settle a job left in ``dispatching`` with no sign of life from its worker (it died
     mid-send): follow the fax if the provider has it, else treat the answer as lost."""
-    with session_scope() as session:
+    ctx = ctx or current()
+    with ctx.session() as session:
         job = session.get(Job, job_id)
         if job is None or job.state != JobState.DISPATCHING:
             return "nothing to reconcile"
@@ -810,16 +832,17 @@ def reconcile(job_id: str) -> str:
         attempt = _attempt(session, job_id, number)
         provider, reference, started = attempt.provider, attempt.reference, attempt.started_at
     try:
-        found = get_adapter(provider).find_by_reference(reference, started)
+        found = ctx.adapter(provider).find_by_reference(reference, started)
     except ProviderError as exc:  # still dispatching: the tick reconciles it again later
         return f"cannot settle attempt {number} yet: {exc}"
     if found is not None:
-        if _follow([_Sent(job_id, provider, number, found.fax_id)], source=EventSource.RECONCILE)[
-            0
-        ]:
+        if _follow(
+            ctx, [_Sent(job_id, provider, number, found.fax_id)], source=EventSource.RECONCILE
+        )[0]:
             return f"found the send at the provider as fax {found.fax_id}"
         return "moved meanwhile"
     return _answer_lost(
+        ctx,
         job_id,
         number,
         "lost",
@@ -829,19 +852,22 @@ def reconcile(job_id: str) -> str:
     )
 
 
-def follow_lost_send(job_id: str) -> bool:
+def follow_lost_send(job_id: str, *, ctx: Context | None = None) -> bool:
     """If the job's last attempt lost its answer and the provider has that send, make the
     job follow it (an operator's cancel asks this first). True if the job now does.
 
     Raises ``ProviderError`` when the provider cannot be asked now."""
-    with session_scope() as session:
+    ctx = ctx or current()
+    with ctx.session() as session:
         job = session.get_one(Job, job_id)
         attempt = _last_attempt(session, job)
         if attempt is None or not attempt.unsettled:
             return False
         provider, reference, number = attempt.provider, attempt.reference, attempt.number
         started = attempt.started_at
-    found = get_adapter(provider).find_by_reference(reference, started)
+    found = ctx.adapter(provider).find_by_reference(reference, started)
     if found is None:
         return False
-    return _follow([_Sent(job_id, provider, number, found.fax_id)], source=EventSource.OPERATOR)[0]
+    return _follow(
+        ctx, [_Sent(job_id, provider, number, found.fax_id)], source=EventSource.OPERATOR
+    )[0]

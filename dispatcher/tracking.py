@@ -20,20 +20,15 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
-from dispatcher import guards
 from dispatcher.catalogue import Outcome, StatusEntry, classify
-from dispatcher.clock import utcnow
+from dispatcher.context import Context, current
 from dispatcher.effects import after_commit
 from dispatcher.errors import ProviderError
 from dispatcher.lifecycle import AttemptKind, EventSource, JobState, transition
-from dispatcher.messaging import publish_poll
 from dispatcher.outcomes import apply_decision, decide_for, record_event
 from dispatcher.policy import Step
 from dispatcher.providers.base import ManualRetry, ProviderAdapter, ProviderStatus
-from dispatcher.runtime import get_adapter, policy
 from dispatcher.sending import reference_for
-from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job, WebhookEvent
 
 __all__ = ["apply_status", "poll", "poll_now", "take_event"]
@@ -41,9 +36,10 @@ __all__ = ["apply_status", "poll", "poll_now", "take_event"]
 log = logging.getLogger(__name__)
 
 
-def poll(provider: str, job_ids: Sequence[str]) -> int:
+def poll(provider: str, job_ids: Sequence[str], *, ctx: Context | None = None) -> int:
     """Read the status of many jobs' faxes in one provider call; returns how many changed."""
-    with session_scope() as session:
+    ctx = ctx or current()
+    with ctx.session() as session:
         rows = session.execute(
             select(Job.id, Job.provider_fax_id).where(
                 Job.id.in_(job_ids),
@@ -55,49 +51,49 @@ def poll(provider: str, job_ids: Sequence[str]) -> int:
     by_fax = {str(fax_id): job_id for job_id, fax_id in rows}
     if not by_fax:
         return 0
-    circuit = guards.breaker(provider)
-    if not circuit.allow():
-        _poll_later(provider, list(by_fax.values()), "circuit open", circuit.status().retry_in)
+    circuit = ctx.guards.breaker(provider)
+    if circuit is not None:
+        _poll_later(ctx, provider, list(by_fax.values()), "circuit open", circuit.retry_in)
         return 0
-    wait = guards.status_read_wait(provider)
+    wait = ctx.guards.status_read_wait(provider)
     if wait > 0:
-        _poll_later(provider, list(by_fax.values()), "status read rate limit", wait)
+        _poll_later(ctx, provider, list(by_fax.values()), "status read rate limit", wait)
         return 0
-    read_at = utcnow()
+    read_at = ctx.now()
     try:
-        statuses = get_adapter(provider).statuses(list(by_fax))
+        statuses = ctx.adapter(provider).statuses(list(by_fax))
     except ProviderError as exc:
         _poll_later(
-            provider, list(by_fax.values()), str(exc), getattr(exc, "retry_after", None) or 0.0
+            ctx, provider, list(by_fax.values()), str(exc), getattr(exc, "retry_after", None) or 0.0
         )
         return 0
     changed = 0
     for fax_id, job_id in by_fax.items():
-        with session_scope() as session:
+        with ctx.session() as session:
             job = session.get_one(Job, job_id)
             status = statuses.get(fax_id)
             if status is None:
-                changed += _unknown_fax(session, job, fax_id)
+                changed += _unknown_fax(ctx, session, job, fax_id)
             else:
                 changed += apply_status(
-                    session, job, status, source=EventSource.POLL, read_at=read_at
+                    ctx, session, job, status, source=EventSource.POLL, read_at=read_at
                 )
     return changed
 
 
-def _poll_later(provider: str, job_ids: list[str], why: str, wait: float) -> None:
+def _poll_later(ctx: Context, provider: str, job_ids: list[str], why: str, wait: float) -> None:
     """A status read that cannot happen now is not a failed fax: read again later."""
     log.info("%s: %d status reads postponed: %s", provider, len(job_ids), why)
-    delay = max(wait, policy().poll_timing(provider).interval)
-    with session_scope() as session:
+    delay = max(wait, ctx.policy.poll_timing(provider).interval)
+    with ctx.session() as session:
         session.execute(
             update(Job)
             .where(Job.id.in_(job_ids), Job.state == JobState.IN_PROGRESS)
-            .values(next_poll_at=utcnow() + timedelta(seconds=delay))
+            .values(next_poll_at=ctx.now() + timedelta(seconds=delay))
         )
 
 
-def _unknown_fax(session: Session, job: Job, fax_id: str) -> bool:
+def _unknown_fax(ctx: Context, session: Session, job: Job, fax_id: str) -> bool:
     """The provider answers 404 for the fax the job follows: nothing more will be learnt
     by polling, and sending again might send twice. An operator decides."""
     reason = (
@@ -113,7 +109,7 @@ def _unknown_fax(session: Session, job: Job, fax_id: str) -> bool:
         session, job, source=EventSource.POLL, state_from=JobState.IN_PROGRESS, detail=reason
     )
     number = job.to_number
-    after_commit(session, lambda: guards.release_line(number, job.id))
+    after_commit(session, lambda: ctx.guards.release_line(number, job.id))
     return True
 
 
@@ -124,7 +120,13 @@ def _current_attempt(session: Session, job: Job) -> Attempt | None:
 
 
 def apply_status(
-    session: Session, job: Job, status: ProviderStatus, *, source: EventSource, read_at: datetime
+    ctx: Context,
+    session: Session,
+    job: Job,
+    status: ProviderStatus,
+    *,
+    source: EventSource,
+    read_at: datetime,
 ) -> bool:
     """Apply one status reading, taken at ``read_at``, to its job. False when it changes
     nothing: the job no longer follows that fax, or the reading may be older than the
@@ -142,23 +144,28 @@ def apply_status(
             "job %s: unlisted %s code %r, using the safe default", job.id, job.provider, status.code
         )
     if attempt is not None and attempt.kind == AttemptKind.PROVIDER_RETRY and attempt.unsettled:
-        settled = _settle_provider_retry(session, job, attempt, entry)
+        settled = _settle_provider_retry(ctx, session, job, attempt, entry)
         if settled is not None:
             return settled
-    decision = decide_for(job, entry)
+    decision = decide_for(ctx, job, entry)
     if (
         decision.step is Step.RETRY
         and entry.outcome is Outcome.FAILURE
         and attempt is not None
         and attempt.kind == AttemptKind.SEND
-        and get_adapter(job.provider).has_manual_retry
+        and ctx.adapter(job.provider).has_manual_retry
     ):
-        return _claim_provider_retry(session, job, attempt, status, entry)
-    return apply_decision(session, job, attempt, entry, decision, source=source, status=status)
+        return _claim_provider_retry(ctx, session, job, attempt, status, entry)
+    return apply_decision(ctx, session, job, attempt, entry, decision, source=source, status=status)
 
 
 def _claim_provider_retry(
-    session: Session, job: Job, attempt: Attempt, status: ProviderStatus, entry: StatusEntry
+    ctx: Context,
+    session: Session,
+    job: Job,
+    attempt: Attempt,
+    status: ProviderStatus,
+    entry: StatusEntry,
 ) -> bool:
     """The provider's own retries are spent: use its manual retry before sending anew.
 
@@ -168,7 +175,7 @@ def _claim_provider_retry(
     job moved, and an answer lost on the way leaves the attempt unsettled, never a
     second fax sent while the provider retries."""
     number = job.attempt_count + 1
-    now = utcnow()
+    now = ctx.now()
     reason = f"{job.provider} {entry.code}: asking {job.provider} for its manual retry"
     if not transition(
         session,
@@ -179,7 +186,7 @@ def _claim_provider_retry(
         last_outcome=entry.outcome.value,
         last_remediation=entry.remediation.value,
         reason=reason,
-        next_poll_at=now + timedelta(seconds=policy().poll_timing(job.provider).first),
+        next_poll_at=now + timedelta(seconds=ctx.policy.poll_timing(job.provider).first),
     ):
         return False
     attempt.finished_at = now
@@ -209,23 +216,25 @@ def _claim_provider_retry(
         payload=dict(status.raw),
     )
     session.commit()
-    return _ask_provider_retry(session, job, number, entry)
+    return _ask_provider_retry(ctx, session, job, number, entry)
 
 
-def _ask_provider_retry(session: Session, job: Job, number: int, entry: StatusEntry) -> bool:
+def _ask_provider_retry(
+    ctx: Context, session: Session, job: Job, number: int, entry: StatusEntry
+) -> bool:
     """Ask the provider to retry; record what it said on the claimed attempt."""
     retry = session.scalars(
         select(Attempt).where(Attempt.job_id == job.id, Attempt.number == number)
     ).one()
     fax_id = str(job.provider_fax_id)
-    adapter = get_adapter(job.provider)
+    adapter = ctx.adapter(job.provider)
     try:
         adapter.retry(fax_id)
     except ProviderError as exc:
         # Unsettled until known: the next status read settles it (_settle_provider_retry).
         retry.error = exc.message
         if exc.maybe_sent:
-            retry.lost_at = utcnow()
+            retry.lost_at = ctx.now()
             return True
         state = _provider_retry_state(adapter, fax_id)
         if state is None:
@@ -234,17 +243,18 @@ def _ask_provider_retry(session: Session, job: Job, number: int, entry: StatusEn
             log.warning("job %s: %s refused its manual retry (%s)", job.id, job.provider, exc)
             retry.unsettled = False
             return apply_decision(
+                ctx,
                 session,
                 job,
                 retry,
                 entry,
-                decide_for(job, entry),
+                decide_for(ctx, job, entry),
                 source=EventSource.POLL,
                 error=exc.message,
             )
         # Refused because another reader of the same failure asked first: it is made.
     retry.unsettled = False
-    retry.submitted_at = utcnow()  # readings from before now may predate the retry
+    retry.submitted_at = ctx.now()  # readings from before now may predate the retry
     return True
 
 
@@ -258,7 +268,7 @@ def _provider_retry_state(adapter: ProviderAdapter, fax_id: str) -> ManualRetry 
 
 
 def _settle_provider_retry(
-    session: Session, job: Job, attempt: Attempt, entry: StatusEntry
+    ctx: Context, session: Session, job: Job, attempt: Attempt, entry: StatusEntry
 ) -> bool | None:
     """A status read while a manual retry's answer is unknown. Returns what applying it
     came to, or None to apply it as usual.
@@ -267,13 +277,13 @@ def _settle_provider_retry(
     so the retry was made. For a failure, the provider's list of attempts says whether it
     was: if so, this reading may predate it and is dropped, and the retry counts as taken
     from now on (the next reading tells how it went); if not, it is asked for again."""
-    now = utcnow()
+    now = ctx.now()
     if entry.outcome is not Outcome.FAILURE:
         attempt.unsettled = False
         attempt.submitted_at = attempt.submitted_at or now
         return None
     fax_id = str(job.provider_fax_id)
-    state = _provider_retry_state(get_adapter(job.provider), fax_id)
+    state = _provider_retry_state(ctx.adapter(job.provider), fax_id)
     if state is None:
         return False
     if state is not ManualRetry.NONE:
@@ -281,16 +291,17 @@ def _settle_provider_retry(
         attempt.submitted_at = now
         return False
     session.commit()
-    return _ask_provider_retry(session, job, attempt.number, entry)
+    return _ask_provider_retry(ctx, session, job, attempt.number, entry)
 
 
-def poll_now(provider: str, fax_ids: Sequence[str]) -> int:
+def poll_now(provider: str, fax_ids: Sequence[str], *, ctx: Context | None = None) -> int:
     """A provider says these faxes changed: read them from the provider at once (the
     same poll as any other). Returns how many jobs follow them.
 
     Their next poll is made due in the database first, so a message lost on the way is
     made good by the next tick."""
-    with session_scope() as session:
+    ctx = ctx or current()
+    with ctx.session() as session:
         job_ids = list(
             session.scalars(
                 select(Job.id).where(
@@ -301,10 +312,10 @@ def poll_now(provider: str, fax_ids: Sequence[str]) -> int:
             )
         )
         if job_ids:
-            session.execute(update(Job).where(Job.id.in_(job_ids)).values(next_poll_at=utcnow()))
+            session.execute(update(Job).where(Job.id.in_(job_ids)).values(next_poll_at=ctx.now()))
     if job_ids:
         try:
-            publish_poll(provider, job_ids)
+            ctx.publisher.poll(provider, job_ids)
         except Exception as exc:  # the tick finds them due
             log.warning(
                 "%s: could not publish %d polls (%s); the tick will", provider, len(job_ids), exc
@@ -312,14 +323,17 @@ def poll_now(provider: str, fax_ids: Sequence[str]) -> int:
     return len(job_ids)
 
 
-def take_event(provider: str, event_id: str, sent_at: datetime | None) -> bool:
+def take_event(
+    provider: str, event_id: str, sent_at: datetime | None, *, ctx: Context | None = None
+) -> bool:
     """Remember a signed provider event; False if it was taken before (a replay) or was
     made more than FAX_WEBHOOK_MAX_AGE ago (a replay the record has forgotten)."""
-    now = utcnow()
-    if sent_at is not None and sent_at < now - timedelta(seconds=get_settings().webhook_max_age):
+    ctx = ctx or current()
+    now = ctx.now()
+    if sent_at is not None and sent_at < now - timedelta(seconds=ctx.settings.webhook_max_age):
         return False
     try:
-        with session_scope() as session:
+        with ctx.session() as session:
             session.add(WebhookEvent(provider=provider, event_id=event_id[:128], received_at=now))
     except IntegrityError:
         return False

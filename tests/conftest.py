@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.sandbox",
     "tests.fixtures.webhooks",
     "tests.fixtures.objectstore",
+    "tests.fixtures.twin",
 ]
 
 

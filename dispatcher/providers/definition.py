@@ -12,13 +12,15 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dispatcher.catalogue.model import StatusEntry
 from dispatcher.providers.base import ProviderAdapter
+
+if TYPE_CHECKING:  # the catalogue package asks the registry, which imports this module
+    from dispatcher.catalogue.model import StatusEntry
 
 __all__ = [
     "EventOf",

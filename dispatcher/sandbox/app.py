@@ -40,6 +40,7 @@ class _QuietDrops(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not (
             str(record.msg).startswith("ASGI callable should return None")
+            and isinstance(record.args, tuple)  # a mapping when one dict is the only argument
             and record.args
             and record.args[0] == _DROPPED
         )
@@ -72,6 +73,8 @@ class SandboxApp(FastAPI):
                 await asyncio.sleep(delay)
             kind = faults.for_request(provider)
         if kind is not None:
+            if provider is None:
+                raise RuntimeError("a fault was drawn for a request to no provider")
             response = await fault_response(provider, kind, self.sandbox.faults.config)
             await response(scope, receive, send)
         else:
@@ -88,7 +91,7 @@ def create_app(config: SandboxConfig | None = None, **overrides: Any) -> Sandbox
     scenarios = config.scenarios or Scenarios.load(config.scenarios_file)
     store = Store(scenarios, Clock(), time_scale, config.hold_seconds)
     if config.state_file is not None:
-        load_state(store, config.state_file)  # before the routers: InterFAX ids go on from it
+        load_state(store, config.state_file)  # before the routers: their ids go on from it
     writer = StateWriter(store, config.state_file) if config.state_file is not None else None
     ctx = Context(
         config=config,

@@ -20,7 +20,7 @@ class SandboxConfig:
     ``time_scale`` None means FAX_TIME_SCALE from the settings. ``scenarios`` wins over
     ``scenarios_file``; with neither, the built-in default set is used. ``credentials``
     replaces, per provider, any of the well-known credentials it accepts (its module's
-    ``CREDENTIALS``), e.g. ``{"faxplus": {"token": "..."}}``. ``state_file`` keeps the state
+    ``CREDENTIALS``): ``{provider: {name: value}}``. ``state_file`` keeps the state
     across restarts (see ``persistence``); None keeps it in memory only.
     """
 

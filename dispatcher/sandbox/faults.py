@@ -26,7 +26,7 @@ import random
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from dispatcher.sandbox.providers import PROVIDERS
 from dispatcher.sandbox.scenarios import normalize_number
@@ -113,7 +113,7 @@ class FaultConfig:
         return data
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

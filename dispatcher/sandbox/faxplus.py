@@ -317,7 +317,7 @@ def build_router(ctx: Context) -> APIRouter:
             return {"records": [_outbox_json(i, now) for i in items]}
 
     def find_outbox(outbox_id: str) -> OutboxItem:
-        item = _extras(ctx)["outbox"].get(outbox_id)
+        item: OutboxItem | None = _extras(ctx)["outbox"].get(outbox_id)
         if item is None or item.cancelled or item.due <= ctx.store.now():
             raise _error(404, api.ERROR_NOT_FOUND, f"Outbox fax {outbox_id} not found.")
         return item

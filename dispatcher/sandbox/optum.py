@@ -474,12 +474,14 @@ def calls(ctx: Context) -> list[Call]:
 
 def _endpoints(ctx: Context) -> dict[str, dict[str, str]]:
     """The registered webhook endpoint of each tenant (one per tenant)."""
-    return ctx.store.extras["optum"].setdefault("endpoints", {})
+    endpoints: dict[str, dict[str, str]] = ctx.store.extras["optum"].setdefault("endpoints", {})
+    return endpoints
 
 
 def _missed_events(ctx: Context) -> list[dict[str, Any]]:
     """Events whose delivery failed after all retries (``GET /_sandbox/optum/missed-events``)."""
-    return ctx.store.extras["optum"].setdefault("missed", [])
+    missed: list[dict[str, Any]] = ctx.store.extras["optum"].setdefault("missed", [])
+    return missed
 
 
 def control_router(ctx: Context) -> APIRouter:
@@ -500,7 +502,7 @@ def conflict(fax: Fax, now: float, allowed: set[str], action: str) -> None:
         raise _problem(409, f"Fax {fax.id} is in status {status}; {action} is not allowed.")
 
 
-async def _text(value: Any) -> str | None:
+async def _text(value: UploadFile | str | None) -> str | None:
     """A form field's text, whether sent as a plain field or as a file part."""
     if isinstance(value, UploadFile):
         return (await value.read()).decode(errors="replace")

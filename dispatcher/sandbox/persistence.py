@@ -19,7 +19,7 @@ import pickle
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dispatcher.sandbox.state import Store
 
@@ -48,7 +48,7 @@ def read_state(path: Path) -> dict[str, Any] | None:
         raise StateFileError(f"sandbox state file {path} is unreadable: {exc!r}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise StateFileError(f"sandbox state file {path} is not a format {FORMAT} snapshot")
-    return data["store"]
+    return cast("dict[str, Any]", data["store"])  # our own snapshot: Store.snapshot()
 
 
 def load_state(store: Store, path: Path) -> None:

@@ -31,7 +31,7 @@ __all__ = ["PROVIDERS", "ProviderSandbox", "credentials", "provider_of", "sandbo
 class ProviderSandbox(Protocol):
     """What a provider's sandbox module defines, at module level."""
 
-    #: Where its API is served: ``/<name>`` or a path under it (``/faxplus/v3``). Every path
+    #: Where its API is served: ``/<name>`` or a path under it (``/<name>/v3``). Every path
     #: under ``/<name>`` is the provider's: logged, faulted, and answered in its error shape.
     PREFIX: str
     #: The final code of a transmission to a number the scenarios do not script.

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import uvicorn
@@ -76,7 +76,7 @@ class SandboxServer:
 
     def sends(self, **filters: str) -> list[dict[str, Any]]:
         """The send log: every transmission accepted, oldest first."""
-        return self.control("GET", "/sends", params=filters)
+        return cast("list[dict[str, Any]]", self.control("GET", "/sends", params=filters))
 
     def advance(self, seconds: float) -> None:
         """Move the sandbox clock forward (real seconds, after FAX_TIME_SCALE)."""
@@ -88,7 +88,7 @@ class SandboxServer:
 
     def faults(self, **settings: Any) -> dict[str, Any]:
         """Change fault settings at run time (see ``FaultConfig``); returns the new ones."""
-        return self.control("PUT", "/faults", json=settings)
+        return cast("dict[str, Any]", self.control("PUT", "/faults", json=settings))
 
     def __enter__(self) -> SandboxServer:
         return self.start()
@@ -105,4 +105,5 @@ class SandboxServer:
 def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]  # (host, port) for an IPv4 socket
+        return port

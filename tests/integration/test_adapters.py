@@ -43,6 +43,7 @@ from dispatcher.providers.faxplus import api as faxplus_api
 from dispatcher.providers.faxplus.settings import FaxPlusSettings
 from dispatcher.providers.interfax.settings import InterFaxSettings
 from dispatcher.providers.optum import api as optum_api
+from dispatcher.providers.optum.adapter import OptumAdapter
 from dispatcher.providers.optum.settings import OptumSettings
 from dispatcher.providers.registry import PROVIDERS, build_adapter
 from dispatcher.runtime import clear_adapters, get_adapter
@@ -510,6 +511,7 @@ def test_an_optum_callback_without_a_valid_signature_is_refused(
 
 def test_optum_holds_revives_retries_and_lists_attempts(sandbox: SandboxServer) -> None:
     adapter = build_adapter("optum", settings_for(sandbox))
+    assert isinstance(adapter, OptumAdapter), "hold, revive and attempts are Optum's own"
     held = adapter.send(fax_request(LONG_NUMBER))
     failed = adapter.send(fax_request("+12025550102"))
 

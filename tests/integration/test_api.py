@@ -10,7 +10,7 @@ import json
 import logging
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from sqlalchemy import update
@@ -43,6 +43,16 @@ def client(db_url: str, broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Ite
     get_settings.cache_clear()
     with TestClient(create_app(), headers=AUTH) as test_client:
         yield test_client
+
+
+class FormFields(TypedDict, total=False):
+    """Form fields a test sets on a submission (as sent: text); ``to`` replaces SUCCESS."""
+
+    to: str
+    provider: str
+    metadata: str
+    options: str
+    send_at: str
 
 
 def submit(
@@ -156,7 +166,7 @@ def test_a_repeated_idempotency_key_returns_the_same_job(client: TestClient) -> 
 )
 def test_invalid_input_is_422_naming_the_field_and_creates_nothing(
     client: TestClient,
-    fields: dict[str, str],
+    fields: FormFields,
     documents: list[tuple[str, bytes]] | None,
     field: str,
     says: str,

@@ -7,6 +7,7 @@ import base64
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -46,7 +47,7 @@ def write_csv(
     return path
 
 
-def run_bulk(*args: str) -> tuple[int, dict]:
+def run_bulk(*args: str) -> tuple[int, dict[str, Any]]:
     result = CliRunner().invoke(app, ["bulk", *args, "--no-follow", "--json"])
     return result.exit_code, json.loads(result.stdout)
 
@@ -79,6 +80,7 @@ def test_bulk_accepts_the_good_rows_reports_the_bad_and_a_rerun_adds_nothing(
         latest = conn.execute(select(func.max(Job.next_attempt_at))).scalar_one()
         meta = conn.execute(select(Job.meta).where(Job.to_number == numbers(300)[2])).scalar()
         batch = conn.execute(select(Job.batch_id).distinct()).scalars().all()
+    assert latest is not None, "the accepted jobs have a next attempt time"
     assert latest.replace(tzinfo=None) <= utcnow().replace(tzinfo=None)
     assert meta == {"account": "acct-2"}
     assert batch == [summary["batch"]]

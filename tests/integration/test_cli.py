@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -16,7 +17,8 @@ pytestmark = pytest.mark.e2e
 runner = CliRunner()
 
 
-def faxctl(*args: str) -> tuple[int, object]:
+def faxctl(*args: str) -> tuple[int, Any]:
+    """The exit code, and what was printed: parsed JSON (as loaded), else the text."""
     result = runner.invoke(app, list(args))
     try:
         return result.exit_code, json.loads(result.stdout)

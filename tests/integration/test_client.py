@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -173,7 +174,7 @@ def test_faxctl_bulk_sends_a_file_to_a_remote_api_in_parts(
     monkeypatch.setattr("dispatcher.cli.bulk.PART_ROWS", 7)
     monkeypatch.setenv("FAX_API_TOKEN", TOKEN)
 
-    def run() -> tuple[int, dict]:
+    def run() -> tuple[int, dict[str, Any]]:
         result = CliRunner().invoke(
             app, ["bulk", str(path), "--api", api_url, "--no-follow", "--json"]
         )

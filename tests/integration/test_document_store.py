@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from typer.testing import CliRunner
 
 from config.settings import get_settings
@@ -31,7 +32,8 @@ SUCCESS = "+12025550100"
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
-def _bucket() -> tuple[object, str]:
+def _bucket() -> tuple[Any, str]:
+    """The test S3 server's client (boto3 ships no types: an untyped client) and bucket."""
     s3 = get_settings().s3
     secret = s3.secret_access_key.get_secret_value() if s3.secret_access_key else None
     client = boto3.client(
@@ -52,7 +54,7 @@ def test_documents_go_to_the_object_store_and_a_worker_sends_from_it(stack: Stac
     # Then its bytes are an object named by their sha256, and not in the database
     client, bucket = _bucket()
     key = f"documents/{hashlib.sha256(pdf).hexdigest()}"
-    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == pdf  # type: ignore[attr-defined]
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == pdf
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(DocumentContent)) == 0
 
@@ -79,7 +81,7 @@ def test_a_document_gone_from_the_store_holds_its_job_and_an_unreachable_store_w
         )
     )
     client, bucket = _bucket()
-    client.delete_object(Bucket=bucket, Key=f"documents/{hashlib.sha256(pdf).hexdigest()}")  # type: ignore[attr-defined]
+    client.delete_object(Bucket=bucket, Key=f"documents/{hashlib.sha256(pdf).hexdigest()}")
 
     # When they are dispatched, Then the first is held (an operator must act), the other sent
     said = sending.dispatch([(gone, 1), (fine, 1)])
@@ -112,7 +114,9 @@ def test_documents_kept_on_disk_by_version_0_1_move_into_the_store(
     submit_many([FaxRequest(to=SUCCESS, documents=[("a.pdf", pdf)])], publish=False)
     sha = hashlib.sha256(pdf).hexdigest()
     with session_scope() as session:
-        session.execute(DocumentContent.__table__.delete())
+        table = DocumentContent.__table__
+        assert isinstance(table, Table), "a declarative model's __table__ is its Table"
+        session.execute(table.delete())
         assert session.scalars(select(JobDocument.sha256)).all() == [sha]
     legacy = get_settings().legacy_documents_dir / sha[:2]
     legacy.mkdir(parents=True)

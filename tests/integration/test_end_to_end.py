@@ -44,13 +44,13 @@ def send(to: str, provider: str, **options: Any) -> str:
     return submit(request).job_id
 
 
-def state_in(stack: Stack, job_id: str, states: set[str], timeout: float = 60.0) -> dict:
+def state_in(stack: Stack, job_id: str, states: set[str], timeout: float = 60.0) -> dict[str, Any]:
     return stack.wait_for(
         lambda: (job := queries.get_job(job_id))["state"] in states and job, timeout
     )
 
 
-def times(rows: list[dict], key: str) -> list[datetime]:
+def times(rows: list[dict[str, Any]], key: str) -> list[datetime]:
     return [datetime.fromisoformat(row[key]) for row in rows]
 
 

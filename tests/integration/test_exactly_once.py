@@ -24,8 +24,9 @@ from config.settings import Settings, get_settings
 from dispatcher import queries, sending, tracking
 from dispatcher.api import create_app
 from dispatcher.clock import utcnow
+from dispatcher.context import current
 from dispatcher.errors import ProviderTimeout, ProviderTransientError
-from dispatcher.lifecycle import JobState, transition
+from dispatcher.lifecycle import EventSource, JobState, transition
 from dispatcher.messaging import redelivery_guard
 from dispatcher.providers.base import Document, SendRequest
 from dispatcher.providers.interfax.adapter import InterFaxAdapter
@@ -270,7 +271,9 @@ def test_path_3_a_fax_id_that_arrives_after_the_job_moved_on_is_followed(
         assert transition(session, job, JobState.PENDING, provider_fax_id=None)
 
     # When that send's answer comes back at last
-    followed = sending._follow([sending._Sent(job_id, "interfax", 1, fax_id)], source="dispatch")
+    followed = sending._follow(
+        current(), [sending._Sent(job_id, "interfax", 1, fax_id)], source=EventSource.DISPATCH
+    )
 
     # Then the job follows that fax instead of sending again
     assert followed == [True]
@@ -309,7 +312,9 @@ def test_path_4_a_failure_read_twice_asks_optum_once_and_sends_nothing_new(
         with session_scope() as session:
             job = session.get_one(Job, job_id)
             applied.append(
-                tracking.apply_status(session, job, status, source="poll", read_at=read_at)
+                tracking.apply_status(
+                    current(), session, job, status, source=EventSource.POLL, read_at=read_at
+                )
             )
 
     # Then the first asks Optum for its manual retry, and the second, read before that

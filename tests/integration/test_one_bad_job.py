@@ -8,6 +8,7 @@ else; an operator's cancel never lets a lost send through, nor keeps a line busy
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -47,6 +48,11 @@ def _state(job_id: str) -> str:
     return str(queries.get_job(job_id)["state"])
 
 
+def _final(job_id: str) -> Callable[[], bool]:
+    """A condition for ``Stack.wait_for``: the job has reached a final state."""
+    return lambda: _state(job_id) in FINAL
+
+
 def test_a_job_whose_document_is_missing_is_held_alone_and_its_batch_goes_on(
     stack: Stack,
 ) -> None:
@@ -70,7 +76,7 @@ def test_a_job_whose_document_is_missing_is_held_alone_and_its_batch_goes_on(
     assert "missing from the database" in job["reason"]
     for job_id in (good, other):
         assert said[job_id].startswith("sent as")
-        assert stack.wait_for(lambda j=job_id: _state(j) in FINAL) and _state(job_id) == "succeeded"
+        assert stack.wait_for(_final(job_id)) and _state(job_id) == "succeeded"
     assert stack.sends(bad) == []
 
 

@@ -39,12 +39,12 @@ def number(n: int) -> str:
     return f"+1202555{n:04d}"
 
 
-def all_final(job_ids: list[str]) -> list[dict]:
+def all_final(job_ids: list[str]) -> list[dict[str, Any]]:
     jobs = [queries.get_job(j) for j in job_ids]
     return jobs if all(j["state"] in FINAL for j in jobs) else []
 
 
-def requests(stack: Stack, provider: str, kind: str | None = None) -> list[dict]:
+def requests(stack: Stack, provider: str, kind: str | None = None) -> list[dict[str, Any]]:
     params = {"provider": provider} | ({"kind": kind} if kind else {})
     return httpx.get(f"{stack.sandbox_url}/_sandbox/requests", params=params).json()
 

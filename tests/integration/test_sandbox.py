@@ -7,7 +7,6 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from dispatcher.sandbox.server import SandboxServer
+from tests.fixtures.sandbox import WebhookReceiver
 
 PDF = b"%PDF-1.4\n%sandbox\n"
 FAXPLUS_AUTH = {"Authorization": "Bearer alohi_pat_sandbox"}
@@ -131,6 +131,29 @@ def test_optum_token_by_basic_auth_and_tenant_isolation(http: httpx.Client):
     fax_id = optum_send(http, headers, "2025550100").json()["faxId"]
     other = {**headers, "X-Optum-Tenant-Id": "someone-else"}
     assert http.get(f"/optum/fax/{fax_id}", headers=other).status_code == 404
+
+
+def test_credentials_can_be_replaced_per_provider():
+    # Given a sandbox with its own FAX.PLUS token and Optum client secret
+    own = {"faxplus": {"token": "alohi_pat_own"}, "optum": {"client_secret": "own"}}
+    with SandboxServer(credentials=own) as server, httpx.Client(base_url=server.url) as http:
+        # Then only those are accepted, and InterFAX keeps the well-known credentials
+        outbox = "/faxplus/v3/accounts/self/outbox"
+        assert http.get(outbox, headers=FAXPLUS_AUTH).status_code == 401
+        assert http.get(outbox, headers={"Authorization": "Bearer alohi_pat_own"}).is_success
+        grant = {"grant_type": "client_credentials", "client_id": "sandbox"}
+        refused = http.post("/optum/oauth/token", data={**grant, "client_secret": "sandbox"})
+        assert refused.status_code == 401
+        assert http.post("/optum/oauth/token", data={**grant, "client_secret": "own"}).is_success
+        assert http.get("/interfax/outbound/faxes", auth=INTERFAX_AUTH).is_success
+
+
+@pytest.mark.parametrize(
+    "credentials", [{"acme": {"token": "x"}}, {"faxplus": {"password": "x"}}], ids=str
+)
+def test_credentials_of_no_provider_or_no_such_name_are_refused(credentials: dict[str, Any]):
+    with pytest.raises(ValueError, match="acme|password"):
+        SandboxServer(credentials=credentials)
 
 
 # Validation -------------------------------------------------------------------------------
@@ -492,12 +515,12 @@ def test_new_fault_settings_are_read_back(sandbox: SandboxServer):
 # Webhooks ---------------------------------------------------------------------------------
 
 
-def _url(receiver: ThreadingHTTPServer, path: str) -> str:
+def _url(receiver: WebhookReceiver, path: str) -> str:
     return f"http://127.0.0.1:{receiver.server_address[1]}{path}"
 
 
 def test_faxplus_hook_delivers_fax_sent(
-    sandbox: SandboxServer, http: httpx.Client, receiver: ThreadingHTTPServer
+    sandbox: SandboxServer, http: httpx.Client, receiver: WebhookReceiver
 ):
     hook = {"target": _url(receiver, "/fp"), "event": "fax_sent"}
     assert http.post("/faxplus/v3/hooks", json=hook, headers=FAXPLUS_AUTH).status_code == 201
@@ -510,7 +533,7 @@ def test_faxplus_hook_delivers_fax_sent(
 
 
 def test_interfax_callback_is_form_encoded(
-    sandbox: SandboxServer, http: httpx.Client, receiver: ThreadingHTTPServer
+    sandbox: SandboxServer, http: httpx.Client, receiver: WebhookReceiver
 ):
     http.put("/_sandbox/interfax/callback", json={"url": _url(receiver, "/ifx")})
     fax_id = interfax_send(http, "+12025550104").headers["location"].rsplit("/", 1)[-1]
@@ -522,7 +545,7 @@ def test_interfax_callback_is_form_encoded(
 
 
 def test_optum_events_are_signed_and_retried_then_missed(
-    sandbox: SandboxServer, http: httpx.Client, receiver: ThreadingHTTPServer
+    sandbox: SandboxServer, http: httpx.Client, receiver: WebhookReceiver
 ):
     headers = optum_headers(http)
     endpoint = {"url": _url(receiver, "/opt"), "auth": {"apiKey": {"key": "s3cret"}}}
@@ -533,7 +556,7 @@ def test_optum_events_are_signed_and_retried_then_missed(
         http.get("/optum/fax/webhook/endpoints", headers=headers).json()["url"] == endpoint["url"]
     )
 
-    receiver.statuses.extend([500, 200])  # type: ignore[attr-defined]
+    receiver.statuses.extend([500, 200])
     fax_id = optum_send(http, headers, "2025550100").json()["faxId"]
     sandbox.advance(1)
     deliveries = wait_for(lambda: len(receiver.received) == 2 and receiver.received)
@@ -547,7 +570,7 @@ def test_optum_events_are_signed_and_retried_then_missed(
         "FaxSent",
     )
 
-    receiver.statuses.extend([500] * 4)  # type: ignore[attr-defined]
+    receiver.statuses.extend([500] * 4)
     missed_id = optum_send(http, headers, "2025550102").json()["faxId"]
     sandbox.advance(1)
     missed = wait_for(lambda: http.get("/_sandbox/optum/missed-events").json())
@@ -563,7 +586,7 @@ def test_optum_events_are_signed_and_retried_then_missed(
 
 
 def test_duplicated_webhooks_are_posted_twice_and_counted(
-    sandbox: SandboxServer, http: httpx.Client, receiver: ThreadingHTTPServer
+    sandbox: SandboxServer, http: httpx.Client, receiver: WebhookReceiver
 ):
     # Given every webhook duplicated, an InterFAX callback and an Optum endpoint
     sandbox.faults(webhook_duplicate_rate=1)
@@ -586,7 +609,7 @@ def test_duplicated_webhooks_are_posted_twice_and_counted(
 
 
 def test_delayed_webhooks_arrive_late_and_out_of_order(
-    sandbox: SandboxServer, http: httpx.Client, receiver: ThreadingHTTPServer
+    sandbox: SandboxServer, http: httpx.Client, receiver: WebhookReceiver
 ):
     # Given webhooks delayed by 0.2 to 0.8 s and ten faxes that complete together
     sandbox.faults(webhook_delay_ms=[200, 800])
@@ -601,7 +624,7 @@ def test_delayed_webhooks_arrive_late_and_out_of_order(
     received = wait_for(lambda: len(receiver.received) == 10 and receiver.received)
 
     # Then none arrived before the least delay, and not in the order they completed
-    assert min(receiver.arrivals) - completed >= 0.2  # type: ignore[attr-defined]
+    assert min(receiver.arrivals) - completed >= 0.2
     order = [parse_qs(body.decode())["TransactionID"][0] for _, _, body in received]
     assert sorted(order) == sorted(ids)
     assert order != ids

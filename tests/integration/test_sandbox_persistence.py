@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -18,6 +17,7 @@ from typer.testing import CliRunner
 from dispatcher.cli._app import app
 from dispatcher.sandbox.persistence import read_state
 from dispatcher.sandbox.server import SandboxServer
+from tests.fixtures.sandbox import WebhookReceiver
 from tests.integration.test_sandbox import (
     FAXPLUS_AUTH,
     faxplus_send,
@@ -32,9 +32,9 @@ TIME_SCALE = 0.01
 FAXPLUS = "/faxplus/v3/accounts/self"
 
 
-def callbacks(receiver: ThreadingHTTPServer) -> list[list[str]]:
+def callbacks(receiver: WebhookReceiver) -> list[list[str]]:
     """The TransactionID of every InterFAX callback received."""
-    bodies = [body for _, _, body in receiver.received]  # type: ignore[attr-defined]
+    bodies = [body for _, _, body in receiver.received]
     return [parse_qs(body.decode()).get("TransactionID", []) for body in bodies]
 
 
@@ -69,7 +69,7 @@ def statuses(http: httpx.Client, sent: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_restarted_sandbox_knows_every_fax_its_registrations_and_its_clock(
-    tmp_path: Path, receiver: ThreadingHTTPServer
+    tmp_path: Path, receiver: WebhookReceiver
 ):
     # Given a sandbox with a state file, a fax through each provider and hooks registered
     state_file = tmp_path / "sandbox" / "state.pickle"
@@ -151,7 +151,14 @@ def test_a_killed_sandbox_keeps_what_it_had_written(tmp_path: Path):
         sends = http.get("/_sandbox/sends").json()
 
         # When it is killed once its snapshot holds them
-        wait_for(lambda: state_file.exists() and len(read_state(state_file)["sends"]) == 4)
+        def snapshot_holds_them() -> bool:
+            if not state_file.exists():
+                return False
+            state = read_state(state_file)
+            assert state is not None, f"{state_file} exists but read_state found no snapshot"
+            return len(state["sends"]) == 4
+
+        wait_for(snapshot_holds_them)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         process = start_sandbox(state_file, port)

@@ -82,8 +82,10 @@ def secret_stack(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     with SandboxServer(
         time_scale=TIME_SCALE,
         hold_seconds=60.0,
-        faxplus_token=SECRETS["FAX_FAXPLUS__TOKEN"],
-        optum_client_secret=SECRETS["FAX_OPTUM__CLIENT_SECRET"],
+        credentials={
+            "faxplus": {"token": SECRETS["FAX_FAXPLUS__TOKEN"]},
+            "optum": {"client_secret": SECRETS["FAX_OPTUM__CLIENT_SECRET"]},
+        },
     ) as sandbox:
         env = _stack_env(home, db_url, broker, sandbox.url)
         env.update(SECRETS)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -28,9 +29,10 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+T = TypeVar("T")
 
 
-def wait(condition: Callable[[], object], timeout: float = 90.0) -> object:
+def wait(condition: Callable[[], T], timeout: float = 90.0) -> T:
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         assert time.monotonic() < deadline, "condition not met in time"
@@ -44,9 +46,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def ok(url: str, **kwargs: object) -> bool:
+def ok(url: str, **kwargs: Any) -> bool:
     try:
-        return httpx.get(url, timeout=2, **kwargs).status_code == 200  # type: ignore[arg-type]
+        return httpx.get(url, timeout=2, **kwargs).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -58,7 +60,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def start_up(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[bytes], dict]:
+def start_up(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     process = subprocess.Popen(
         [str(BIN / "faxctl"), "up", "--concurrency", "4", "--processes", "2"],
         cwd=home,
@@ -72,7 +74,7 @@ def start_up(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[bytes], 
     return process, json.loads(state_file.read_text())
 
 
-def stop(process: subprocess.Popen[bytes], state: dict) -> None:
+def stop(process: subprocess.Popen[bytes], state: dict[str, Any]) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
     pids = [p["pid"] for p in state["processes"].values()]
@@ -166,15 +168,22 @@ def test_every_procfile_line_starts(tmp_path: Path) -> None:
         assert f"{name}.1" in output
 
 
-def read_stack(home: Path) -> dict:
+def read_stack(home: Path) -> dict[str, Any]:
     return json.loads((home / "stack.json").read_text())
 
 
-def restarted(home: Path, name: str, dead_pid: int) -> dict:
+def restarted(home: Path, name: str, dead_pid: int) -> dict[str, Any]:
     """stack.json once it names a new, live process for ``name``; {} until then."""
     state = read_stack(home)
     pid = state["processes"][name]["pid"]
     return state if pid != dead_pid and alive(pid) else {}
+
+
+def saved_state(path: Path) -> dict[str, Any]:
+    """The sandbox's saved state; read once its state file exists."""
+    state = read_state(path)
+    assert state is not None, f"{path} holds no saved state"
+    return state
 
 
 def submit_and_wait(provider: str) -> str:
@@ -223,7 +232,7 @@ def test_up_restarts_a_killed_worker_sandbox_and_broker_and_stops_only_when_told
         sandbox = state["processes"]["sandbox"]
         sends = httpx.get(f"{sandbox['url']}/_sandbox/sends").json()
         state_file = home / "sandbox" / "state.pickle"
-        wait(lambda: state_file.exists() and len(read_state(state_file)["sends"]) == len(sends))
+        wait(lambda: state_file.exists() and len(saved_state(state_file)["sends"]) == len(sends))
         os.kill(sandbox["pid"], signal.SIGKILL)
 
         # Then it comes back on the same URL and still knows the fax

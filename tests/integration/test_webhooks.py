@@ -8,6 +8,8 @@ malformed callbacks are refused; replays and forged statuses are in test_exactly
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -33,7 +35,7 @@ pytestmark = pytest.mark.e2e
 SLOW = "+12025550109"
 
 
-def in_progress(stack: Stack, provider: str) -> dict:
+def in_progress(stack: Stack, provider: str) -> dict[str, Any]:
     """A job the sandbox is still faxing (for a long while), with its provider fax id."""
     request = FaxRequest(to=SLOW, documents=[("a.pdf", make_pdf())], provider=provider)
     job_id = submit(request).job_id

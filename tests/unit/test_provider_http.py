@@ -29,18 +29,18 @@ SECRET = "alohi_pat_very_secret_value"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def boundary(handler: Handler, **kwargs: object) -> ProviderHttp:
+def boundary(handler: Handler, **kwargs: Any) -> ProviderHttp:
     return ProviderHttp(
         "faxplus",
         "https://provider.test/v3",
         auth=BearerAuth(SecretStr(SECRET)),
         transport=httpx.MockTransport(handler),
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
-def answer(status: int, **kwargs: object) -> Handler:
-    return lambda request: httpx.Response(status, **kwargs)  # type: ignore[arg-type]
+def answer(status: int, **kwargs: Any) -> Handler:
+    return lambda request: httpx.Response(status, **kwargs)
 
 
 def fail_with(exc_type: type[httpx.TransportError]) -> Handler:

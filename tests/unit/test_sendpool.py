@@ -4,11 +4,20 @@ sending at once, and no failure keeps a slot reserved."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
+from sqlalchemy import select
 
 from dispatcher import sending
+from dispatcher.context import Context
+from dispatcher.guards import Hold, Send
+from dispatcher.lifecycle import JobState
+from dispatcher.providers.twin import TwinAdapter
 from dispatcher.sendpool import SendPool
+from dispatcher.store.models import Job
+from tests.fixtures.twin import MemoryGuards, submit_job
 
 
 def test_a_reservation_gets_at_most_the_free_slots() -> None:
@@ -50,38 +59,36 @@ def test_a_pool_needs_a_slot() -> None:
         SendPool(0)
 
 
-def test_a_failed_claim_gives_its_slots_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a batch whose claim fails (the broker or the database is down)
+class RedisDown(MemoryGuards):
+    def check_sends(self, sends: Sequence[Send]) -> list[Hold | None]:
+        raise ConnectionError("redis down")
+
+
+def test_a_failed_claim_gives_its_slots_back(twin_ctx: Context) -> None:
+    # Given a batch whose claim fails (Redis is down when the guards are asked)
     pool = SendPool(4)
-    monkeypatch.setattr(sending, "send_pool", lambda: pool)
+    jobs = [(submit_job("+12125550101"), 1), (submit_job("+12125550102"), 1)]
 
-    def claim_fails(*_: object) -> list[object]:
-        raise ConnectionError("broker down")
-
-    monkeypatch.setattr(sending, "_claim", claim_fails)
     # When it is dispatched, the error surfaces and every reserved slot is free again
     with pytest.raises(ConnectionError):
-        sending.dispatch([("job-1", 1), ("job-2", 1)])
+        sending.dispatch(jobs, ctx=replace(twin_ctx, pool=pool, guards=RedisDown()))
     assert pool.free == 4
 
 
 def test_a_batch_with_no_free_slot_leaves_its_jobs_to_the_tick(
-    monkeypatch: pytest.MonkeyPatch,
+    twin_ctx: Context, twin: TwinAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a worker whose every send slot stays busy
     pool = SendPool(1)
     assert pool.reserve(1) == 1
-    monkeypatch.setattr(sending, "send_pool", lambda: pool)
     monkeypatch.setattr(sending, "SLOT_PATIENCE", 0.05)
-    claimed: list[object] = []
+    jobs = [submit_job("+12125550101"), submit_job("+12125550102")]
 
-    def claim(*args: object) -> list[object]:
-        claimed.append(args)
-        return []
-
-    monkeypatch.setattr(sending, "_claim", claim)
     # When a batch arrives, it claims nothing and says why, once its patience runs out
-    outcomes = sending.dispatch([("job-1", 1), ("job-2", 1)])
-    assert outcomes == dict.fromkeys(["job-1", "job-2"], "skipped: no free send slot")
-    assert claimed == []
+    outcomes = sending.dispatch([(job, 1) for job in jobs], ctx=replace(twin_ctx, pool=pool))
+    assert outcomes == dict.fromkeys(jobs, "skipped: no free send slot")
+    with twin_ctx.session() as session:
+        states = session.scalars(select(Job.state).where(Job.id.in_(jobs))).all()
+    assert states == [JobState.PENDING, JobState.PENDING]
+    assert twin.sends() == []
     assert pool.free == 0
