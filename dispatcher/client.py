@@ -54,6 +54,7 @@ __all__ = [
     "InvalidRequest",
     "NotFound",
     "RateLimited",
+    "Retries",
     "ServerError",
     "Unauthorized",
 ]

@@ -32,7 +32,7 @@ from dispatcher.sendpool import SendPool, send_pool
 from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.documents import DocumentStore
 
-__all__ = ["Context", "Guards", "Publisher", "current"]
+__all__ = ["BrokerPublisher", "Context", "Guards", "Publisher", "RedisGuards", "current"]
 
 
 class Guards(Protocol):

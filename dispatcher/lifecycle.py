@@ -69,29 +69,31 @@ class EventSource(StrEnum):
 FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 ACTIVE_STATES = frozenset(JobState) - FINAL_STATES
 
-S = JobState
+_S = JobState
 #: from-state -> the states it may move to. A self-edge records progress without a move.
 #: A waiting job may go to ``in_progress`` without a send of its own: the provider turned
 #: out to have an earlier send whose answer was lost, and the job follows that fax.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    S.PENDING: frozenset({S.PENDING, S.DISPATCHING, S.IN_PROGRESS, S.HELD, S.CANCELLED, S.FAILED}),
-    S.DISPATCHING: frozenset({S.IN_PROGRESS, S.PENDING, S.HELD, S.FAILED, S.SUCCEEDED}),
-    S.IN_PROGRESS: frozenset(
-        {S.IN_PROGRESS, S.PENDING, S.HELD, S.SUCCEEDED, S.FAILED, S.CANCELLED}
+    _S.PENDING: frozenset(
+        {_S.PENDING, _S.DISPATCHING, _S.IN_PROGRESS, _S.HELD, _S.CANCELLED, _S.FAILED}
     ),
-    S.HELD: frozenset({S.PENDING, S.IN_PROGRESS, S.CANCELLED, S.FAILED}),
-    S.FAILED: frozenset({S.PENDING, S.IN_PROGRESS}),
-    S.SUCCEEDED: frozenset(),
-    S.CANCELLED: frozenset(),
+    _S.DISPATCHING: frozenset({_S.IN_PROGRESS, _S.PENDING, _S.HELD, _S.FAILED, _S.SUCCEEDED}),
+    _S.IN_PROGRESS: frozenset(
+        {_S.IN_PROGRESS, _S.PENDING, _S.HELD, _S.SUCCEEDED, _S.FAILED, _S.CANCELLED}
+    ),
+    _S.HELD: frozenset({_S.PENDING, _S.IN_PROGRESS, _S.CANCELLED, _S.FAILED}),
+    _S.FAILED: frozenset({_S.PENDING, _S.IN_PROGRESS}),
+    _S.SUCCEEDED: frozenset(),
+    _S.CANCELLED: frozenset(),
 }
 
 
 #: An operator's action -> (the states it may act on, the state it moves the job to).
 OPERATOR_MOVES: dict[str, tuple[frozenset[JobState], JobState]] = {
-    "cancel": (frozenset({S.PENDING, S.HELD, S.IN_PROGRESS}), S.CANCELLED),
-    "hold": (frozenset({S.PENDING}), S.HELD),
-    "resume": (frozenset({S.HELD}), S.PENDING),
-    "retry": (frozenset({S.FAILED}), S.PENDING),
+    "cancel": (frozenset({_S.PENDING, _S.HELD, _S.IN_PROGRESS}), _S.CANCELLED),
+    "hold": (frozenset({_S.PENDING}), _S.HELD),
+    "resume": (frozenset({_S.HELD}), _S.PENDING),
+    "retry": (frozenset({_S.FAILED}), _S.PENDING),
 }
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "JobOverrides",
     "PartialSend",
     "Policy",
+    "PollTiming",
     "RetryPolicy",
     "Step",
     "decide",

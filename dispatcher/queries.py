@@ -12,7 +12,16 @@ from dispatcher.lifecycle import FINAL_STATES
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job, StatusEvent
 
-__all__ = ["attempts", "count_final", "events", "get_job", "list_jobs"]
+__all__ = [
+    "attempt_view",
+    "attempts",
+    "count_final",
+    "event_view",
+    "events",
+    "get_job",
+    "job_view",
+    "list_jobs",
+]
 
 
 def _iso(value: datetime | None) -> str | None:

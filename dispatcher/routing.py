@@ -23,7 +23,7 @@ from config.settings import get_settings
 from dispatcher.errors import ConfigurationError, ValidationError
 from dispatcher.providers.registry import provider_name
 
-__all__ = ["Routing", "Window", "current_routing", "load_routing"]
+__all__ = ["Limits", "Routing", "Window", "current_routing", "load_routing", "next_provider"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

@@ -31,7 +31,7 @@ from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import Document, Job, JobDocument
 from dispatcher.validation import ValidFax, validate_fax
 
-__all__ = ["FaxRequest", "Submitted", "submit", "submit_many", "submit_valid"]
+__all__ = ["FaxRequest", "Submitted", "submit", "submit_many", "submit_valid", "validate"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _job_rows(
     first_try: datetime,
     batch_id: str | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The job row (by column name) and its document rows: one Core executemany per
+    """The job row (by attribute name) and its document rows: one executemany per
     chunk is many times faster than an ORM object per job."""
     job_id = uuid.uuid4().hex
     job = {
@@ -93,7 +93,7 @@ def _job_rows(
         "deadline": fax.deadline,
         "next_attempt_at": fax.send_at if fax.send_at and fax.send_at > now else first_try,
         "pages": fax.pages,
-        "metadata": dict(fax.metadata),
+        "meta": dict(fax.metadata),
         "options": dict(fax.options),
         "batch_id": batch_id,
         "created_at": now,

@@ -22,7 +22,7 @@ from dispatcher.errors import BatchNotFound, ValidationError
 from dispatcher.providers.registry import provider_name
 from dispatcher.schemas import Batch
 
-__all__ = ["router"]
+__all__ = ["create_batch", "get_batch", "router"]
 
 router = APIRouter(
     prefix="/v1/batches",

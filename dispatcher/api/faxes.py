@@ -24,7 +24,16 @@ from dispatcher.schemas import Attempt, Event, Fax, FaxPage
 from dispatcher.store.models import Job
 from dispatcher.submission import FaxRequest, submit
 
-__all__ = ["PROVIDER_ENUM", "router", "upload_name"]
+__all__ = [
+    "PROVIDER_ENUM",
+    "create_fax",
+    "get_attempts",
+    "get_events",
+    "get_fax",
+    "list_faxes",
+    "router",
+    "upload_name",
+]
 
 router = APIRouter(
     prefix="/v1/faxes",

@@ -28,7 +28,7 @@ from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job
 from dispatcher.watchdog import STALLED
 
-__all__ = ["FaxCollector", "router"]
+__all__ = ["FaxCollector", "metrics", "router"]
 
 log = logging.getLogger(__name__)
 

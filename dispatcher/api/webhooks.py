@@ -30,7 +30,7 @@ from dispatcher.providers.registry import PROVIDERS, definition
 from dispatcher.runtime import get_adapter
 from dispatcher.tracking import poll_now, take_event
 
-__all__ = ["router"]
+__all__ = ["receive", "router"]
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
 

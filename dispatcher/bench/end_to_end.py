@@ -21,6 +21,7 @@ from dispatcher.bench.harness import bench_stack
 from dispatcher.bench.report import Measurement
 from dispatcher.bench.workload import document, plain_numbers
 from dispatcher.lifecycle import FINAL_STATES, JobState
+from dispatcher.providers.registry import PROVIDERS
 from dispatcher.scheduler import tick
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Job
@@ -31,7 +32,6 @@ __all__ = ["measure_end_to_end"]
 TIME_SCALE = 0.001
 SCENARIO_EVERY = 50
 SCENARIOS = [f"+1202555010{i}" for i in range(8)]
-PROVIDERS = ("interfax", "faxplus", "optum")
 
 
 def _requests(count: int) -> list[FaxRequest]:
@@ -43,7 +43,9 @@ def _requests(count: int) -> list[FaxRequest]:
         # "No answer, every time" gives up after 3 attempts, as in the demo.
         options = {"max_attempts": 3} if to == SCENARIOS[2] else {}
         requests.append(
-            FaxRequest(to, [("bench.pdf", pdf)], provider=PROVIDERS[i % 3], options=options)
+            FaxRequest(
+                to, [("bench.pdf", pdf)], provider=PROVIDERS[i % len(PROVIDERS)], options=options
+            )
         )
     return requests
 

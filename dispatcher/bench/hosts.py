@@ -14,6 +14,7 @@ from dispatcher.bench.report import Measurement
 from dispatcher.bench.scheduler import new_database, postgres
 from dispatcher.bench.workload import document, plain_numbers
 from dispatcher.lifecycle import FINAL_STATES
+from dispatcher.providers.registry import PROVIDERS
 from dispatcher.queries import count_final
 from dispatcher.scheduler import tick
 from dispatcher.submission import FaxRequest, submit_many
@@ -21,7 +22,6 @@ from dispatcher.submission import FaxRequest, submit_many
 __all__ = ["measure_hosts"]
 
 TIME_SCALE = 0.001
-PROVIDERS = ("interfax", "faxplus", "optum")
 
 
 def _run(hosts: int, count: int, layout: Layout, database_url: str) -> tuple[float, int]:
@@ -38,7 +38,7 @@ def _run(hosts: int, count: int, layout: Layout, database_url: str) -> tuple[flo
                 stack.start_worker(layout.tasks, layout.pool, sends=layout.sends, home=home)
         pdf = document()
         requests = [
-            FaxRequest(to, [("bench.pdf", pdf)], provider=PROVIDERS[i % 3])
+            FaxRequest(to, [("bench.pdf", pdf)], provider=PROVIDERS[i % len(PROVIDERS)])
             for i, to in enumerate(plain_numbers(count))
         ]
         start = time.monotonic()

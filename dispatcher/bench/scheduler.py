@@ -26,14 +26,14 @@ from dispatcher.broker import redis_client
 from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState
 from dispatcher.messaging import QUEUES
+from dispatcher.providers.registry import PROVIDERS
 from dispatcher.scheduler import claim_due, tick
 from dispatcher.store.db import get_engine
 from dispatcher.store.models import Job
 
-__all__ = ["measure_scheduler"]
+__all__ = ["measure_scheduler", "new_database", "postgres"]
 
 BUDGET_MS = 100.0
-PROVIDERS = ("interfax", "faxplus", "optum")
 
 
 def _rows(count: int) -> Iterator[dict[str, Any]]:
@@ -45,7 +45,7 @@ def _rows(count: int) -> Iterator[dict[str, Any]]:
         yield {
             "id": uuid.uuid4().hex,
             "to_number": "+12025550100",
-            "provider": PROVIDERS[i % 3],
+            "provider": PROVIDERS[i % len(PROVIDERS)],
             "state": state.value,
             "version": 1,
             "request_hash": "0" * 64,
@@ -53,7 +53,7 @@ def _rows(count: int) -> Iterator[dict[str, Any]]:
             "immediate_retries": 0,
             "budget_start": 0,
             "pages": 1,
-            "metadata": {},
+            "meta": {},
             "options": {},
             "created_at": now,
             "updated_at": now,

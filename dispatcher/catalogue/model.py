@@ -6,7 +6,15 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Family", "Outcome", "Remediation", "StatusEntry", "entry"]
+__all__ = [
+    "Family",
+    "Outcome",
+    "Remediation",
+    "StatusEntry",
+    "entry",
+    "unlisted_failure",
+    "unlisted_in_progress",
+]
 
 
 class Outcome(StrEnum):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dispatcher.catalogue.model import Family, Outcome, Remediation, StatusEntry
 
+__all__ = ["canonical_kind", "classify"]
+
 _RULES: dict[str, tuple[str, Remediation, Family, str]] = {
     "connect": (
         "Connection failed",

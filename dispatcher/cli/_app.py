@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+__all__ = ["fail", "print_json"]
+
 app = typer.Typer(
     name="faxctl",
     help="Send faxes and operate the fax dispatcher.",

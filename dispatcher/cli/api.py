@@ -9,6 +9,8 @@ import typer
 from config.settings import get_settings
 from dispatcher.cli._app import app, err_console
 
+__all__ = ["api"]
+
 
 @app.command()
 def api(

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-from dispatcher.cli._app import app, console, err_console
+from dispatcher.cli._app import app, console, err_console, fail
+
+__all__ = ["bench"]
 
 
 @app.command()
@@ -16,8 +18,11 @@ def bench(
     markdown: Annotated[bool, typer.Option(help="Print the table as Markdown.")] = False,
 ) -> None:
     """Run every measurement on a throwaway embedded stack and print ours, baseline, ratio."""
-    from dispatcher.bench.report import print_table, to_json, to_markdown
-    from dispatcher.bench.runner import Sizes, run
+    try:
+        from dispatcher.bench.report import print_table, to_json, to_markdown
+        from dispatcher.bench.runner import Sizes, run
+    except ModuleNotFoundError as exc:  # an install without the bench extra
+        raise fail(f"faxctl bench needs {exc.name}: pip install 'fax-dispatcher[bench]'") from None
 
     sizes = Sizes.quick() if quick else Sizes()
     quiet = as_json or markdown

@@ -51,6 +51,8 @@ from dispatcher.client import FaxApiError, FaxClient, InvalidRequest
 from dispatcher.errors import ValidationError
 from dispatcher.schemas import Batch
 
+__all__ = ["bulk"]
+
 EXIT_INTERRUPTED = 130
 SHOWN_ERRORS = 50
 #: Rows per request to a remote API (with the documents they name).

@@ -11,6 +11,8 @@ from dispatcher.catalogue import classify, entries
 from dispatcher.cli._app import JsonOption, app, console, print_json
 from dispatcher.providers.registry import PROVIDERS
 
+__all__ = ["catalogue", "explain"]
+
 
 def _known(provider: str) -> str:
     if provider not in PROVIDERS:

@@ -14,6 +14,8 @@ from dispatcher.store.db import get_engine
 from dispatcher.store.db import upgrade as upgrade_database
 from dispatcher.store.documents import import_folder
 
+__all__ = ["import_documents", "upgrade"]
+
 db_app = typer.Typer(help="Manage the results store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -17,6 +17,8 @@ import typer
 from config.settings import get_settings
 from dispatcher.cli._app import EXIT_INVALID, app, err_console, fail
 
+__all__ = ["flower"]
+
 
 @app.command()
 def flower(

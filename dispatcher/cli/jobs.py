@@ -29,7 +29,10 @@ from dispatcher.errors import (
     ProviderError,
     ValidationError,
 )
+from dispatcher.providers.registry import PROVIDERS
 from dispatcher.submission import FaxRequest, submit
+
+__all__ = ["attempts", "cancel", "hold", "list_", "resume", "retry", "send", "status"]
 
 JobId = Annotated[str, typer.Argument(help="The job id faxctl send printed.")]
 
@@ -53,7 +56,9 @@ def _errors() -> Iterator[None]:
 def send(
     to: Annotated[str, typer.Argument(help="Destination in E.164, e.g. +12025550100.")],
     documents: Annotated[list[Path], typer.Argument(help="PDF, TIFF, PNG, JPEG or text files.")],
-    provider: Annotated[str | None, typer.Option(help="faxplus, interfax or optum.")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help=f"One of {', '.join(PROVIDERS)}; default: the route.")
+    ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Makes a re-run safe.")] = None,
     send_at: Annotated[
         datetime | None, typer.Option(help="ISO time with zone; send no earlier.")

@@ -12,6 +12,8 @@ from dispatcher.cli._app import JsonOption, app, console, print_json
 from dispatcher.providers.registry import PROVIDERS, definition
 from dispatcher.routing import current_routing
 
+__all__ = ["providers"]
+
 
 def _where(provider: str) -> str:
     settings = get_settings()

@@ -10,6 +10,8 @@ import typer
 
 from dispatcher.cli._app import EXIT_INVALID, app, fail
 
+__all__ = ["sandbox"]
+
 
 @app.command()
 def sandbox(
@@ -32,7 +34,7 @@ def sandbox(
         typer.Option(help="Keep faxes, registrations and the send log across restarts here."),
     ] = None,
 ) -> None:
-    """Serve FAX.PLUS (/faxplus/v3), InterFAX (/interfax) and Optum (/optum) locally."""
+    """Serve every provider's API locally, each under /<provider> (and /_sandbox to steer it)."""
     from dispatcher.sandbox.faults import FaultConfig, FaultError
     from dispatcher.sandbox.persistence import StateFileError
     from dispatcher.sandbox.scenarios import ScenarioError, Scenarios

@@ -20,6 +20,8 @@ from dispatcher.demo import DemoFax, sample_batch, sample_document
 from dispatcher.schemas import Fax
 from dispatcher.stack import LocalStack
 
+__all__ = ["demo", "up"]
+
 DEMO_TIME_SCALE = "0.02"
 
 

@@ -31,6 +31,8 @@ from dispatcher.sandbox.webhooks import Delivery, Notifier, compact_json
 __all__ = [
     "CODE_TYPE",
     "CREDENTIALS",
+    "FaxItem",
+    "OutboxItem",
     "PREFIX",
     "REQUEST_KINDS",
     "SUCCESS",

@@ -41,6 +41,7 @@ from dispatcher.sandbox.webhooks import Delivery, Notifier
 __all__ = [
     "CODE_TYPE",
     "CREDENTIALS",
+    "Fax",
     "PREFIX",
     "REQUEST_KINDS",
     "SUCCESS",

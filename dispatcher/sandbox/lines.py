@@ -14,7 +14,7 @@ from typing import Any
 
 from dispatcher.sandbox.state import Segment
 
-__all__ = ["Call", "overlaps", "segment_end"]
+__all__ = ["Call", "overlaps", "segment_calls", "segment_end"]
 
 
 @dataclass(frozen=True, slots=True)

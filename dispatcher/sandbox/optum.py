@@ -36,13 +36,16 @@ from dispatcher.sandbox.traffic import ID, RequestRule
 from dispatcher.sandbox.webhooks import Delivery, Notifier, compact_json, sign
 
 __all__ = [
+    "Attempt",
     "CODE_TYPE",
     "CREDENTIALS",
+    "Fax",
     "PREFIX",
     "REQUEST_KINDS",
     "SUCCESS",
     "build_router",
     "calls",
+    "conflict",
     "control_router",
     "error_response",
     "notifier",

@@ -23,7 +23,15 @@ from typing import Any, cast
 
 from dispatcher.sandbox.state import Store
 
-__all__ = ["FORMAT", "INTERVAL", "StateFileError", "StateWriter", "load_state", "read_state"]
+__all__ = [
+    "FORMAT",
+    "INTERVAL",
+    "StateFileError",
+    "StateWriter",
+    "load_state",
+    "read_state",
+    "write_state",
+]
 
 log = logging.getLogger(__name__)
 #: bumped when the snapshot's shape changes, so an old file is refused rather than misread

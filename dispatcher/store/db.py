@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import get_settings
 
-__all__ = ["engine_for", "get_engine", "session_scope", "sessionmaker_for", "upgrade"]
+__all__ = [
+    "alembic_config",
+    "engine_for",
+    "get_engine",
+    "session_scope",
+    "sessionmaker_for",
+    "upgrade",
+]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

@@ -22,6 +22,8 @@ from dispatcher.catalogue.model import (
     unlisted_in_progress,
 )
 
+__all__ = ["unknown"]
+
 PROVIDER = "interfax"
 
 _row = partial(entry, PROVIDER)

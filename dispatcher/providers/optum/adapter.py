@@ -36,7 +36,7 @@ from dispatcher.providers.base import (
 from dispatcher.providers.optum import api
 from dispatcher.providers.optum.settings import OptumSettings
 
-__all__ = ["OptumAdapter", "event_of"]
+__all__ = ["ClientCredentials", "OptumAdapter", "event_of"]
 
 #: Refresh the token this long before it expires, so no call carries a dying token.
 _EXPIRY_MARGIN = 60.0

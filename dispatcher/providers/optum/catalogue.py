@@ -20,6 +20,8 @@ from dispatcher.catalogue.model import (
     unlisted_in_progress,
 )
 
+__all__ = ["unknown"]
+
 PROVIDER = "optum"
 FAILED = "FaxFailed"
 
