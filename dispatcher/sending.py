@@ -1,6 +1,6 @@
 """Sending: claim jobs, write their attempts, call the provider, record the answers.
 
-Rules this module keeps (DESIGN.md, correctness rules):
+Rules this module keeps (docs/DESIGN.md, correctness rules):
 
 * The attempt row is committed before the provider is called, with a unique reference
   that travels with the fax.

@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
 from config.settings import Settings
 from dispatcher.broker import ensure_embedded_broker, running_broker_url, stop_embedded_broker
 from dispatcher.client import FaxClient
+from dispatcher.processes import free_port, http_ready, launch, spawn
 from dispatcher.providers.registry import definitions
 from dispatcher.store.db import upgrade
 
@@ -43,7 +41,6 @@ __all__ = [
     "LocalStack",
     "Restarts",
     "beat_command",
-    "launch",
     "worker_command",
 ]
 
@@ -88,30 +85,6 @@ def beat_command(schedule: Path) -> list[str]:
     ]
 
 
-def _free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(sock.getsockname()[1])
-    raise RuntimeError("no free port")
-
-
-def launch(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start a child in its own session, its output appended to ``log``."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            command,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
 def _write_atomically(path: Path, text: str) -> None:
     """Readers polling ``path`` see the old content or the new, never half of it."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -130,27 +103,6 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:  # no /proc here: a zombie counts as running until it is reaped
         return True
-
-
-def _bindable(port: int) -> bool:
-    """Whether a server could listen on ``port`` (SO_REUSEADDR, as servers bind)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _http_ready(url: str) -> Callable[[], bool]:
-    def ready() -> bool:
-        try:
-            return httpx.get(url, timeout=1).status_code < 500
-        except httpx.HTTPError:
-            return False
-
-    return ready
 
 
 @dataclass
@@ -242,7 +194,7 @@ class EmbeddedBroker:
         would strand every child, so a taken port is a failed restart, tried again later.
         """
         port = urlsplit(self.url).port
-        if port is None or not _bindable(port):
+        if port is None or free_port(port) != port:
             raise RuntimeError(f"port {port} is taken")
         ensure_embedded_broker(self.directory)
 
@@ -277,15 +229,9 @@ class LocalStack:
         logs = self.home / "logs"
         logs.mkdir(exist_ok=True)
         log = logs / f"{name}.log"
-        process = launch(command, log, self.env)
+        process = spawn(command, log, self.env, ready, what=name)
         child = Child(name, command, log, process, url, Restarts(started_at=self.clock()))
         self.children.append(child)
-        deadline = time.monotonic() + 60
-        while not ready():
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{name} did not start (see {log}):\n{tail}")
-            time.sleep(0.1)
         return child
 
     def _credentials(self) -> dict[str, str]:
@@ -306,9 +252,9 @@ class LocalStack:
         return not all(d.load_settings().configured() for d in definitions().values())
 
     def _serve(self, name: str, command: list[str], health_path: str) -> None:
-        port = _free_port(self.ports[name])
+        port = free_port(self.ports[name])
         url = f"http://127.0.0.1:{port}"
-        self._spawn(name, [*command, "--port", str(port)], _http_ready(url + health_path), url)
+        self._spawn(name, [*command, "--port", str(port)], http_ready(url + health_path), url)
         if name == "sandbox":
             self.env["FAX_SANDBOX_URL"] = url
 

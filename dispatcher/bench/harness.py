@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,11 +25,12 @@ import psutil
 
 from config.settings import CONFIG_DIR, get_settings
 from dispatcher.broker import ensure_embedded_broker, stop_embedded_broker
+from dispatcher.processes import free_port, http_ready, spawn
 from dispatcher.runtime import clear_adapters
 from dispatcher.stack import worker_command
 from dispatcher.store.db import engine_for, upgrade
 
-__all__ = ["BenchStack", "bench_stack", "steady_rate"]
+__all__ = ["BenchStack", "bench_stack", "rss_mb", "steady_rate"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,12 +47,6 @@ def _routing_without_limits(target: Path) -> Path:
             kept.append(line)
     target.write_text("\n".join(kept) + "\n")
     return target
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _point_here(env: dict[str, str]) -> None:
@@ -78,42 +71,30 @@ class BenchStack:
         self,
         name: str,
         command: list[str],
-        ready: str | None,
+        ready: str | Callable[[], bool],
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        timeout: float = 60.0,
     ) -> subprocess.Popen[bytes]:
+        """Start ``name`` with a fresh log and wait until ``ready()``, or its log shows it."""
         log = self.home / f"{name}.log"
-        process = subprocess.Popen(
-            command,
-            cwd=cwd or ROOT,
-            env={**self.env, **(env or {})},
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        log.unlink(missing_ok=True)  # a name comes back once its child was stopped
+
+        def up() -> bool:
+            return ready() if callable(ready) else ready.encode() in log.read_bytes()
+
+        environment = {**self.env, **(env or {})}
+        process = spawn(command, log, environment, up, what=name, timeout=timeout, cwd=cwd or ROOT)
         self.children.append(process)
-        deadline = time.monotonic() + 60
-        while ready is not None and ready.encode() not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
         return process
 
     def start_sandbox(self, latency_ms: float = 0.0) -> str:
-        port = _free_port()
+        port = free_port()
         self.sandbox_url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "dispatcher.cli", "sandbox", "--port", str(port)]
-        self._spawn("sandbox", [*command, "--latency-ms", str(latency_ms)], None)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.sandbox_url}/_sandbox/sends", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the sandbox did not start") from None
-                time.sleep(0.05)
+        command += ["--latency-ms", str(latency_ms)]
+        up = http_ready(f"{self.sandbox_url}/_sandbox/sends")
+        self._spawn("sandbox", command, up, timeout=30)
         self.env["FAX_SANDBOX_URL"] = self.sandbox_url
         _point_here(self.env)
         return self.sandbox_url

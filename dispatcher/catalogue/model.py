@@ -28,7 +28,7 @@ class Outcome(StrEnum):
 
 
 class Remediation(StrEnum):
-    """What the provider's own words say to do next (DESIGN.md, step 5)."""
+    """What the provider's own words say to do next (docs/DESIGN.md, step 5)."""
 
     POLL = "poll"
     SUCCESS = "success"

@@ -60,7 +60,7 @@ class ProviderSettings(BaseSettings):
 
 @dataclass(frozen=True, slots=True)
 class ProviderLimits:
-    """What one provider accepts, from its documentation (shared/providers/)."""
+    """What one provider accepts, from its documentation (docs/providers/)."""
 
     mime_types: frozenset[str]
     max_files: int

@@ -2,7 +2,7 @@
 
 A send creates one outbox item (outbox statuses only) and one fax record per destination,
 whose id is the ``return_ids`` id; ``GET /faxes/{id}`` is 404 until transmission ends, then
-returns a record the official SDK deserializes (faxplus.md section 7.4).
+returns a record the official SDK deserializes (docs/providers/faxplus.md section 7.4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """InterFAX REST under ``/interfax``: send, records, completed, search, cancel, balance.
 
-Records follow interfax.md section 3.1 (both ``destinationFax``/``subject`` and
+Records follow docs/providers/interfax.md section 3.1 (both ``destinationFax``/``subject`` and
 ``faxNumber``/``reference``); status is -2 (ready), then -3 (sending), then the scenario code.
 """
 

@@ -1,4 +1,5 @@
-"""Optum fax management under ``/optum``, to the proposed shapes of optum.md sections 1-4.
+"""Optum fax management under ``/optum``, to the proposed shapes of docs/providers/optum.md
+sections 1-4.
 
 OAuth2 client credentials at ``/oauth/token``; every ``/fax`` call needs the bearer token and
 ``X-Optum-Tenant-Id`` and sees only its tenant's faxes. One transmission (a send or the one

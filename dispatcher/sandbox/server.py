@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import threading
-import time
 from types import TracebackType
 from typing import Any, cast
 
 import httpx
 import uvicorn
 
+from dispatcher.processes import free_port, wait_for
 from dispatcher.sandbox.app import SandboxApp, create_app
 from dispatcher.sandbox.context import SandboxConfig
 
@@ -35,7 +35,7 @@ class SandboxServer:
     ) -> None:
         self.app: SandboxApp = create_app(config, **overrides)
         self.host = host
-        self.port = _free_port(host)
+        self.port = free_port(host=host)
         self.url = f"http://{host}:{self.port}"
         self._server = uvicorn.Server(
             uvicorn.Config(
@@ -50,13 +50,18 @@ class SandboxServer:
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> SandboxServer:
-        self._thread = threading.Thread(target=self._server.run, name="sandbox", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"sandbox did not start on {self.url}")
-            time.sleep(0.01)
+        thread = threading.Thread(target=self._server.run, name="sandbox", daemon=True)
+        self._thread = thread
+        thread.start()
+        with contextlib.suppress(TimeoutError):  # said below, as when the thread ends first
+            wait_for(
+                lambda: self._server.started or not thread.is_alive(),
+                timeout,
+                what=f"the sandbox on {self.url} starting",
+                interval=0.01,
+            )
+        if not self._server.started:
+            raise RuntimeError(f"sandbox did not start on {self.url}")
         return self
 
     def stop(self) -> None:
@@ -100,10 +105,3 @@ class SandboxServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]  # (host, port) for an IPv4 socket
-        return port

@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from sqlalchemy import func, select
 from dispatcher import queries
 from dispatcher.broker import ensure_embedded_broker, stop_embedded_broker
 from dispatcher.lifecycle import FINAL_STATES
+from dispatcher.processes import free_port, http_ready, launch, spawn, wait_for
 from dispatcher.runtime import clear_adapters
 from dispatcher.sandbox.scenarios import Scenarios
 from dispatcher.sandbox.server import SandboxServer
@@ -146,25 +146,20 @@ class Chaos:
     stack: Stack
     broker_dir: Path
     beat: subprocess.Popen[bytes]
-    api: subprocess.Popen[bytes]
     api_url: str
+    api: subprocess.Popen[bytes] | None = None
     #: workers told to stop, still finishing their batch
     stopping: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def restart_beat(self) -> None:
         self.beat.kill()
         self.beat.wait()
-        self.beat = _start(beat_command(self.stack.home / "beat-schedule"), self.stack, "beat")
+        self.beat = _start_beat(self.stack)
 
 
-def _start(command: list[str], stack: Stack, name: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=stack.env,
-        stdout=(stack.home / f"{name}.log").open("ab"),
-        stderr=subprocess.STDOUT,
-    )
+def _start_beat(stack: Stack) -> subprocess.Popen[bytes]:
+    command = beat_command(stack.home / "beat-schedule")
+    return launch(command, stack.home / "beat.log", stack.env, cwd=ROOT)
 
 
 def _scenario_file(home: Path, numbers: list[str]) -> Path:
@@ -202,40 +197,26 @@ def chaos(
         env = {**_stack_env(home, db_url, broker, sandbox.url), **ENV}
         use_env(env, monkeypatch)
         stack = Stack(env, home, sandbox.url)
-        api_port = _free_port()
+        api_port = free_port()
         api_url = f"http://127.0.0.1:{api_port}"
-        api = _start(
-            [sys.executable, "-m", "dispatcher.cli", "api", "--port", str(api_port)], stack, "api"
-        )
-        beat = _start(beat_command(home / "beat-schedule"), stack, "beat")
-        run = Chaos(stack, broker_dir, beat, api, api_url)
+        api_command = [sys.executable, "-m", "dispatcher.cli", "api", "--port", str(api_port)]
+        run = Chaos(stack, broker_dir, _start_beat(stack), api_url)
         try:
-            stack.wait_for(lambda: _up(api_url), drive_ticks=False)
+            ready = http_ready(f"{api_url}/healthz")
+            run.api = spawn(api_command, home / "api.log", env, ready, what="the API", cwd=ROOT)
             _register_webhooks(sandbox.url, api_url)
             stack.start_worker(concurrency=16)
             stack.start_worker(concurrency=16)
             yield run
         finally:
             for process in (run.beat, run.api, *run.stopping):
-                process.terminate()
-                process.wait(60)
+                if process is not None:
+                    process.terminate()
+                    process.wait(60)
             stack.stop()
             stop_embedded_broker(broker_dir)
             engine_for(db_url).dispose()
             clear_adapters()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _counts() -> Counter[str]:
@@ -266,9 +247,8 @@ def _after_sends(stack: Stack, more: int, timeout: float = 120.0) -> None:
 def _kill_broker(broker_dir: Path) -> None:
     pid = int(json.loads((broker_dir / "broker.json").read_text())["pid"])
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)  # the kernel reaps it: nothing to wait on but its going
+    with contextlib.suppress(TimeoutError):  # the kernel reaps it: nothing to wait on but that
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, what=f"broker {pid} going")
 
 
 def _pg_ctl(args: list[str], *, pgdata: Path, user: str | None) -> str:

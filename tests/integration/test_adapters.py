@@ -6,9 +6,7 @@ import hashlib
 import hmac
 import json
 import queue
-import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -31,6 +29,7 @@ from dispatcher.errors import (
     ProviderTransientError,
     ValidationError,
 )
+from dispatcher.processes import free_port, wait_for
 from dispatcher.providers.base import (
     Document,
     ManualRetry,
@@ -92,14 +91,15 @@ def fax_request(to: str, **metadata: str) -> SendRequest:
     )
 
 
-def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 10.0) -> T:
-    """Read until ``done`` holds or the deadline passes; the last reading comes back."""
-    deadline = time.monotonic() + timeout
-    value = read()
-    while not done(value) and time.monotonic() < deadline:
-        time.sleep(0.02)
+def read_until(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 10.0) -> T:
+    """Read until ``done`` holds of the reading, and return it (``TimeoutError`` if it never
+    does)."""
+
+    def finished() -> tuple[T] | None:
         value = read()
-    return value
+        return (value,) if done(value) else None
+
+    return wait_for(finished, timeout, what="the reading awaited", interval=0.02)[0]
 
 
 def settings_for(sandbox: SandboxServer) -> Settings:
@@ -147,7 +147,7 @@ def test_a_send_to_each_scenario_number_ends_with_its_scenario_code(
     # When its transmission ends, Then the status is the scenario's code, with its details
     sandbox.advance(1)
     expected = first_code(provider, number)
-    final = wait_for(lambda: adapter.status(fax_id), lambda s: s.code == expected)
+    final = read_until(lambda: adapter.status(fax_id), lambda s: s.code == expected)
     assert final.code == expected
     assert final.fax_id == fax_id
     assert final.reference == request.reference
@@ -169,7 +169,7 @@ def test_statuses_reads_finished_and_running_faxes_together(
     sandbox.advance(1)
 
     # When they are read as one batch
-    statuses = wait_for(
+    statuses = read_until(
         lambda: adapter.statuses(fax_ids),
         lambda found: found[fax_ids[0]].code == first_code(provider, numbers[0]),
     )
@@ -196,7 +196,7 @@ def test_a_long_running_fax_can_be_cancelled(
     if provider == "faxplus":
         assert adapter.find_by_reference(request.reference, STARTED) is None
     else:
-        final = wait_for(
+        final = read_until(
             lambda: adapter.status(fax_id),
             lambda s: classify(provider, s.code).outcome is Outcome.CANCELLED,
         )
@@ -208,7 +208,7 @@ def test_cancelling_a_finished_fax_is_refused(
 ) -> None:
     fax_id = adapter.send(fax_request(SUCCESS_NUMBER))
     sandbox.advance(1)
-    wait_for(
+    read_until(
         lambda: adapter.status(fax_id), lambda s: s.code == first_code(provider, SUCCESS_NUMBER)
     )
 
@@ -237,7 +237,7 @@ def test_a_send_whose_answer_was_lost_is_found_by_its_reference(
 
     # And find_by_reference finds exactly the fax the sandbox logged
     [logged] = sandbox.sends(reference=request.reference)
-    found = wait_for(lambda: _find(adapter, request.reference), lambda s: s is not None)
+    found = read_until(lambda: _find(adapter, request.reference), lambda s: s is not None)
     assert found is not None
     assert found.fax_id == logged["fax_id"]
     assert found.reference == request.reference
@@ -319,9 +319,7 @@ def test_a_server_error_on_a_read_is_transient_and_sent_nothing(
 
 
 def test_an_unreachable_provider_is_a_connect_error(provider: str) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+    closed_port = free_port()  # nothing listens there
     adapter = build_adapter(provider, Settings(sandbox_url=f"http://127.0.0.1:{closed_port}"))
 
     try:
@@ -519,7 +517,7 @@ def test_optum_holds_revives_retries_and_lists_attempts(sandbox: SandboxServer) 
     assert adapter.revive(held).code == optum_api.STATUS_RECEIVED
 
     sandbox.advance(1)
-    wait_for(lambda: adapter.status(failed), lambda s: s.code.startswith(optum_api.STATUS_FAILED))
+    read_until(lambda: adapter.status(failed), lambda s: s.code.startswith(optum_api.STATUS_FAILED))
     assert adapter.manual_retry(failed) is ManualRetry.NONE
     adapter.retry(failed)
     assert adapter.status(failed).code == optum_api.STATUS_RETRY

@@ -157,7 +157,7 @@ def test_a_repeated_idempotency_key_returns_the_same_job(client: TestClient) -> 
         ({}, [("locked.pdf", make_encrypted_pdf())], "documents[0]", "encrypted"),
         ({}, [("deep.pdf", make_deep_pdf())], "documents[0]", "cannot be read"),
         ({}, [("blob.bin", b"\x00\x01\x02\x03binary")], "documents[0]", "is not a type"),
-        ({"provider": "telex"}, None, "provider", "Input should be"),
+        ({"provider": "telex"}, None, "provider", "unknown provider 'telex'"),
         ({"metadata": "[1, 2]"}, None, "metadata", "JSON object"),
         ({"options": '{"max_attempts": 99}'}, None, "options.max_attempts", "1 to 20"),
         ({"send_at": "2030-01-31T09:00:00"}, None, "send_at", "time zone"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,11 @@ from dispatcher.client import (
     NotFound,
     Unauthorized,
 )
+from dispatcher.processes import free_port, wait_for
 from dispatcher.schemas import Fax
 from dispatcher.store.db import get_engine
 from dispatcher.store.models import Job
 from tests.fixtures.documents import make_pdf
-from tests.fixtures.objectstore import _free_port
 
 TOKEN = "client-" + "c" * 40
 SUCCESS = "+12025550100"
@@ -46,16 +45,13 @@ def api_url(broker_queue: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Itera
     """The API on a local port, on this test's database and broker."""
     monkeypatch.setenv("FAX_API_TOKENS", json.dumps([TOKEN]))
     get_settings.cache_clear()
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.01)
+    wait_for(lambda: server.started, 10, what="the API starting", interval=0.01)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)

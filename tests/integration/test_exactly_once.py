@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import warnings
 from datetime import timedelta
 from typing import Any
@@ -28,6 +27,7 @@ from dispatcher.context import current
 from dispatcher.errors import ProviderTimeout, ProviderTransientError
 from dispatcher.lifecycle import EventSource, JobState, transition
 from dispatcher.messaging import redelivery_guard
+from dispatcher.processes import free_port
 from dispatcher.providers.base import Document, SendRequest
 from dispatcher.providers.interfax.adapter import InterFaxAdapter
 from dispatcher.providers.interfax.settings import InterFaxSettings
@@ -165,9 +165,7 @@ def test_path_5_a_broker_outage_after_the_commit_still_answers_201_and_the_tick_
     db_url: str, broker_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given an API whose broker is down
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     monkeypatch.setenv("FAX_DATABASE_URL", db_url)
     monkeypatch.setenv("FAX_BROKER_URL", dead)
     monkeypatch.setenv("FAX_API_TOKENS", json.dumps([TOKEN]))

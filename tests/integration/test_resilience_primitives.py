@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
-from typing import Any
 
 import pytest
 import redis
 
+from dispatcher.processes import wait_for
 from dispatcher.resilience import BreakerState, CircuitBreaker, LineLeases, TokenBucket
 
 DB = 15
@@ -47,15 +47,6 @@ def client(db_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
-    return value
 
 
 def _concurrent_allows(breaker: CircuitBreaker, callers: int) -> int:
@@ -248,7 +239,7 @@ def test_an_expired_lease_frees_the_line(client: redis.Redis):
     lines = LineLeases(client, ttl=0.2)
     assert lines.acquire("+12025550100", "job-a")
     assert not lines.acquire("+12025550100", "job-b")
-    wait_until(lambda: lines.acquire("+12025550100", "job-b"))
+    wait_for(lambda: lines.acquire("+12025550100", "job-b"), 3, what="the lease expiring")
     assert lines.holder("+12025550100") == "job-b"
 
 
@@ -271,7 +262,7 @@ def test_block_keeps_the_later_expiry(client: redis.Redis):
     lines.block("+12025550100", 300)
     assert 299 < lines.blocked_for("+12025550100") <= 300
     lines.block("+12025550101", 0.1)
-    wait_until(lambda: lines.blocked_for("+12025550101") == 0.0)
+    wait_for(lambda: lines.blocked_for("+12025550101") == 0.0, 3, what="the block ending")
 
 
 def test_a_blocked_number_is_not_taken_and_says_for_how_long(client: redis.Redis):
@@ -286,7 +277,7 @@ def test_a_blocked_number_is_not_taken_and_says_for_how_long(client: redis.Redis
     other = lines.acquire("+12025550101", "job-d")
     assert not other and other.blocked == 0.0  # held, not blocked
     lines.block("+12025550102", 0.1)
-    wait_until(lambda: bool(lines.acquire("+12025550102", "job-e")))
+    wait_for(lambda: bool(lines.acquire("+12025550102", "job-e")), 3, what="the line free again")
 
 
 def test_without_a_clock_of_their_own_breakers_and_buckets_keep_the_servers_time(

@@ -6,13 +6,14 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
+from dispatcher.processes import wait_for
 from dispatcher.sandbox.server import SandboxServer
 from tests.fixtures.sandbox import WebhookReceiver
 
@@ -84,17 +85,6 @@ def optum_send(
 
 def interfax_status(http: httpx.Client, fax_id: str) -> int:
     return http.get(f"/interfax/outbound/faxes/{fax_id}", auth=INTERFAX_AUTH).json()["status"]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll ``condition`` until it is truthy or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met before the deadline")
 
 
 # Auth -------------------------------------------------------------------------------------
@@ -436,7 +426,7 @@ def test_slow_accept_accepts_the_send_after_the_client_gave_up(
 
     # Then the provider still accepts the send once the second is up, as a real one would
     assert sandbox.sends() == []
-    sent = wait_for(sandbox.sends)
+    sent = wait_for(sandbox.sends, 5, what="the slow send accepted")
     assert [(s["provider"], s["reference"]) for s in sent] == [(provider, "slow")]
     assert sandbox.control("GET", "/faults/injected")["slow_accept"] == 1
 
@@ -526,7 +516,7 @@ def test_faxplus_hook_delivers_fax_sent(
     assert http.post("/faxplus/v3/hooks", json=hook, headers=FAXPLUS_AUTH).status_code == 201
     fax_id = faxplus_send(http, "+12025550100").json()["ids"]["+12025550100"]
     sandbox.advance(1)
-    _, _, body = wait_for(lambda: receiver.received)[0]
+    _, _, body = wait_for(lambda: receiver.received, 5, what="the hook")[0]
     payload = json.loads(body)
     assert payload["hook"]["event"] == "fax_sent"
     assert (payload["data"]["id"], payload["data"]["status"]) == (fax_id, "success")
@@ -538,7 +528,7 @@ def test_interfax_callback_is_form_encoded(
     http.put("/_sandbox/interfax/callback", json={"url": _url(receiver, "/ifx")})
     fax_id = interfax_send(http, "+12025550104").headers["location"].rsplit("/", 1)[-1]
     sandbox.advance(1)
-    _, headers, body = wait_for(lambda: receiver.received)[0]
+    _, headers, body = wait_for(lambda: receiver.received, 5, what="the callback")[0]
     form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert (form["TransactionID"], form["Status"], form["PagesSent"]) == (fax_id, "6027", "0")
@@ -559,7 +549,9 @@ def test_optum_events_are_signed_and_retried_then_missed(
     receiver.statuses.extend([500, 200])
     fax_id = optum_send(http, headers, "2025550100").json()["faxId"]
     sandbox.advance(1)
-    deliveries = wait_for(lambda: len(receiver.received) == 2 and receiver.received)
+    deliveries = wait_for(
+        lambda: len(receiver.received) == 2 and receiver.received, 5, what="two deliveries"
+    )
     _, sent_headers, body = deliveries[1]
     expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert sent_headers["X-Optum-Webhook-Callback-Hmac-Signature"] == expected
@@ -573,7 +565,9 @@ def test_optum_events_are_signed_and_retried_then_missed(
     receiver.statuses.extend([500] * 4)
     missed_id = optum_send(http, headers, "2025550102").json()["faxId"]
     sandbox.advance(1)
-    missed = wait_for(lambda: http.get("/_sandbox/optum/missed-events").json())
+    missed = wait_for(
+        lambda: http.get("/_sandbox/optum/missed-events").json(), 5, what="a missed event"
+    )
     assert missed[0]["faxId"] == missed_id
     assert len(receiver.received) == 6
     history = http.post(
@@ -601,7 +595,9 @@ def test_duplicated_webhooks_are_posted_twice_and_counted(
     sandbox.advance(1)
 
     # Then each event arrives twice, byte for byte
-    received = wait_for(lambda: len(receiver.received) == 4 and receiver.received)
+    received = wait_for(
+        lambda: len(receiver.received) == 4 and receiver.received, 5, what="four deliveries"
+    )
     bodies = sorted((path, body) for path, _, body in received)
     assert [path for path, _ in bodies] == ["/ifx", "/ifx", "/opt", "/opt"]
     assert bodies[0] == bodies[1] and bodies[2] == bodies[3]
@@ -621,7 +617,9 @@ def test_delayed_webhooks_arrive_late_and_out_of_order(
     # When they complete
     completed = time.monotonic()
     sandbox.advance(1)
-    received = wait_for(lambda: len(receiver.received) == 10 and receiver.received)
+    received = wait_for(
+        lambda: len(receiver.received) == 10 and receiver.received, 5, what="ten deliveries"
+    )
 
     # Then none arrived before the least delay, and not in the order they completed
     assert min(receiver.arrivals) - completed >= 0.2

@@ -3,8 +3,8 @@ file: after a clean stop, and after a SIGKILL once the snapshot was written."""
 
 from __future__ import annotations
 
+import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +15,7 @@ import httpx
 from typer.testing import CliRunner
 
 from dispatcher.cli._app import app
+from dispatcher.processes import free_port, http_ready, spawn, wait_for
 from dispatcher.sandbox.persistence import read_state
 from dispatcher.sandbox.server import SandboxServer
 from tests.fixtures.sandbox import WebhookReceiver
@@ -25,7 +26,6 @@ from tests.integration.test_sandbox import (
     interfax_status,
     optum_headers,
     optum_send,
-    wait_for,
 )
 
 TIME_SCALE = 0.01
@@ -106,7 +106,7 @@ def test_a_restarted_sandbox_knows_every_fax_its_registrations_and_its_clock(
         # and the webhook still due fires when the long call ends
         second.advance(10)
         assert interfax_status(http, sent["long"]) == 0
-        wait_for(lambda: [sent["long"]] in callbacks(receiver))
+        wait_for(lambda: [sent["long"]] in callbacks(receiver), 5, what="the long call's callback")
 
         # and new faxes get new ids, and the scenario cursor went on (busy, then busy again)
         again = interfax_send(http, "+12025550102", reference="r-again")
@@ -114,30 +114,14 @@ def test_a_restarted_sandbox_knows_every_fax_its_registrations_and_its_clock(
         assert second.sends(reference="r-again")[0]["attempt"] == 2
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_sandbox(state_file: Path, port: int) -> subprocess.Popen[bytes]:
-    """``faxctl sandbox --state-file`` in a process of its own, once it answers."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher.cli", "sandbox", "--port", str(port)]
-        + ["--time-scale", str(TIME_SCALE), "--state-file", str(state_file)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def up() -> bool:
-        assert process.poll() is None, "the sandbox exited"
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/_sandbox/sends", timeout=1).is_success
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, timeout=30)
-    return process
+    """``faxctl sandbox --state-file`` in a process of its own, once it answers; its output
+    goes to ``sandbox.log`` beside the state file."""
+    command = [sys.executable, "-m", "dispatcher.cli", "sandbox", "--port", str(port)]
+    command += ["--time-scale", str(TIME_SCALE), "--state-file", str(state_file)]
+    ready = http_ready(f"http://127.0.0.1:{port}/_sandbox/sends")
+    log = state_file.parent / "sandbox.log"
+    return spawn(command, log, os.environ, ready, what="the sandbox", timeout=30)
 
 
 def test_a_killed_sandbox_keeps_what_it_had_written(tmp_path: Path):
@@ -158,7 +142,7 @@ def test_a_killed_sandbox_keeps_what_it_had_written(tmp_path: Path):
             assert state is not None, f"{state_file} exists but read_state found no snapshot"
             return len(state["sends"]) == 4
 
-        wait_for(snapshot_holds_them)
+        wait_for(snapshot_holds_them, 5, what="the snapshot holding every send")
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         process = start_sandbox(state_file, port)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psutil
@@ -22,6 +19,7 @@ from config.settings import get_settings
 from dispatcher import inprocess
 from dispatcher.broker import running_broker_url, stop_embedded_broker
 from dispatcher.clock import utcnow
+from dispatcher.processes import free_port, launch, spawn, wait_for
 from dispatcher.sandbox.persistence import read_state
 from tests.fixtures.documents import make_pdf
 
@@ -29,21 +27,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-T = TypeVar("T")
-
-
-def wait(condition: Callable[[], T], timeout: float = 90.0) -> T:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-    return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ok(url: str, **kwargs: Any) -> bool:
@@ -60,17 +43,15 @@ def alive(pid: int) -> bool:
         return False
 
 
-def start_up(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    process = subprocess.Popen(
-        [str(BIN / "faxctl"), "up", "--concurrency", "4", "--processes", "2"],
-        cwd=home,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def start_up(
+    env: dict[str, str], home: Path, *options: str
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """``faxctl up`` in ``home``, its output in ``home/up.log``, once it wrote stack.json."""
     state_file = home / "var" / "stack.json"
-    wait(lambda: state_file.exists() or process.poll() is not None)
-    assert process.poll() is None, "faxctl up exited early"
+    command = [str(BIN / "faxctl"), "up", "--concurrency", "4", *options]
+    process = spawn(
+        command, home / "up.log", env, state_file.exists, what="faxctl up", timeout=90, cwd=home
+    )
     return process, json.loads(state_file.read_text())
 
 
@@ -78,7 +59,7 @@ def stop(process: subprocess.Popen[bytes], state: dict[str, Any]) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
     pids = [p["pid"] for p in state["processes"].values()]
-    wait(lambda: not any(alive(pid) for pid in pids), timeout=30)
+    wait_for(lambda: not any(alive(pid) for pid in pids), 30, what="every child gone")
 
 
 def test_up_starts_everything_and_stops_without_orphans_and_jobs_carry_on(
@@ -86,7 +67,7 @@ def test_up_starts_everything_and_stops_without_orphans_and_jobs_carry_on(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAX_")}
     env["FAX_TIME_SCALE"] = "0.01"
-    process, state = start_up(env, tmp_path)
+    process, state = start_up(env, tmp_path, "--processes", "2")
     try:
         where = state["processes"]
         assert set(where) == {"sandbox", "worker", "worker-2", "beat", "api", "flower"}
@@ -114,11 +95,11 @@ def test_up_starts_everything_and_stops_without_orphans_and_jobs_carry_on(
     assert running_broker_url(tmp_path / "var" / "broker") is None  # its broker stopped too
     assert inprocess.get(job_id)["state"] == "pending"
 
-    process, state = start_up(env, tmp_path)
+    process, state = start_up(env, tmp_path, "--processes", "2")
     try:
         monkeypatch.setenv("FAX_BROKER_URL", state["broker"])
         get_settings.cache_clear()
-        wait(lambda: inprocess.get(job_id)["state"] == "succeeded", timeout=120)
+        wait_for(lambda: inprocess.get(job_id)["state"] == "succeeded", 120, what="the job sent")
     finally:
         stop(process, state)
 
@@ -145,19 +126,17 @@ def test_every_procfile_line_starts(tmp_path: Path) -> None:
         capture_output=True,
     )
     log = tmp_path / "honcho.log"
-    honcho = subprocess.Popen(
-        [str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(tmp_path), "start"],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    honcho = launch(
+        [str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(tmp_path), "start"], log, env
     )
     try:
-        wait(lambda: ok(f"http://127.0.0.1:{ports['api']}/healthz"))
-        wait(lambda: ok(f"http://127.0.0.1:{ports['sandbox']}/_sandbox/sends"))
-        wait(lambda: ok(f"http://127.0.0.1:{ports['flower']}/healthcheck"))
-        wait(lambda: b"ready." in log.read_bytes())  # the worker
-        wait(lambda: b"beat: Starting" in log.read_bytes())
+        wait_for(lambda: ok(f"http://127.0.0.1:{ports['api']}/healthz"), 90, what="the API")
+        sends = f"http://127.0.0.1:{ports['sandbox']}/_sandbox/sends"
+        wait_for(lambda: ok(sends), 90, what="the sandbox")
+        flower = f"http://127.0.0.1:{ports['flower']}/healthcheck"
+        wait_for(lambda: ok(flower), 90, what="Flower")
+        wait_for(lambda: b"ready." in log.read_bytes(), 90, what="the worker")
+        wait_for(lambda: b"beat: Starting" in log.read_bytes(), 90, what="beat")
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)
         honcho.wait(60)
@@ -188,7 +167,7 @@ def saved_state(path: Path) -> dict[str, Any]:
 
 def submit_and_wait(provider: str) -> str:
     job_id = inprocess.submit("+12025550100", [("a.pdf", make_pdf())], provider=provider)
-    wait(lambda: inprocess.get(job_id)["state"] == "succeeded", timeout=120)
+    wait_for(lambda: inprocess.get(job_id)["state"] == "succeeded", 120, what=f"{job_id} sent")
     return job_id
 
 
@@ -198,16 +177,8 @@ def test_up_restarts_a_killed_worker_sandbox_and_broker_and_stops_only_when_told
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAX_")}
     env["FAX_TIME_SCALE"] = "0.01"
     output = tmp_path / "up.log"
-    process = subprocess.Popen(
-        [str(BIN / "faxctl"), "up", "--concurrency", "4"],
-        cwd=tmp_path,
-        env=env,
-        stdout=output.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    process, state = start_up(env, tmp_path)
     home = tmp_path / "var"
-    wait(lambda: (home / "stack.json").exists() or process.poll() is not None)
-    state = read_stack(home)
     pids = {p["pid"] for p in state["processes"].values()}
     try:
         monkeypatch.chdir(tmp_path)
@@ -221,9 +192,10 @@ def test_up_restarts_a_killed_worker_sandbox_and_broker_and_stops_only_when_told
         os.kill(worker["pid"], signal.SIGKILL)
 
         # Then faxctl up says so, restarts it (same log, new pid in stack.json), and it works
-        state = wait(lambda: restarted(home, "worker", worker["pid"]))
+        state = wait_for(lambda: restarted(home, "worker", worker["pid"]), 90, what="a new worker")
         pids.add(state["processes"]["worker"]["pid"])
-        wait(lambda: Path(worker["log"]).read_bytes().count(b" ready.") > ready_before)
+        log = Path(worker["log"])
+        wait_for(lambda: log.read_bytes().count(b" ready.") > ready_before, 90, what="worker ready")
         assert process.poll() is None
         assert b"worker" in output.read_bytes() and b"SIGKILL" in output.read_bytes()
         job_id = submit_and_wait("interfax")
@@ -232,14 +204,18 @@ def test_up_restarts_a_killed_worker_sandbox_and_broker_and_stops_only_when_told
         sandbox = state["processes"]["sandbox"]
         sends = httpx.get(f"{sandbox['url']}/_sandbox/sends").json()
         state_file = home / "sandbox" / "state.pickle"
-        wait(lambda: state_file.exists() and len(saved_state(state_file)["sends"]) == len(sends))
+        wait_for(
+            lambda: state_file.exists() and len(saved_state(state_file)["sends"]) == len(sends),
+            90,
+            what="the sandbox's state file holding every send",
+        )
         os.kill(sandbox["pid"], signal.SIGKILL)
 
         # Then it comes back on the same URL and still knows the fax
-        state = wait(lambda: restarted(home, "sandbox", sandbox["pid"]))
+        state = wait_for(lambda: restarted(home, "sandbox", sandbox["pid"]), 90, what="a sandbox")
         pids.add(state["processes"]["sandbox"]["pid"])
         assert state["processes"]["sandbox"]["url"] == sandbox["url"]
-        wait(lambda: ok(f"{sandbox['url']}/_sandbox/sends"))
+        wait_for(lambda: ok(f"{sandbox['url']}/_sandbox/sends"), 90, what="the sandbox answering")
         assert httpx.get(f"{sandbox['url']}/_sandbox/sends").json() == sends
         fax_id = inprocess.get(job_id)["provider_fax_id"]
         known = httpx.get(
@@ -252,7 +228,8 @@ def test_up_restarts_a_killed_worker_sandbox_and_broker_and_stops_only_when_told
         os.kill(broker_pid, signal.SIGKILL)
 
         # Then it comes back on the same URL and faxes go through again
-        wait(lambda: running_broker_url(home / "broker") == state["broker"])
+        broker = home / "broker"
+        wait_for(lambda: running_broker_url(broker) == state["broker"], 90, what="the broker back")
         submit_and_wait("faxplus")
         state = read_stack(home)
         pids |= {p["pid"] for p in state["processes"].values()}
@@ -260,5 +237,5 @@ def test_up_restarts_a_killed_worker_sandbox_and_broker_and_stops_only_when_told
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(60)
     assert returncode == 0
-    wait(lambda: not any(alive(pid) for pid in pids), timeout=30)
+    wait_for(lambda: not any(alive(pid) for pid in pids), 30, what="every child gone")
     assert running_broker_url(home / "broker") is None

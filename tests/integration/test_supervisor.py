@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings
-from dispatcher.stack import Child, LocalStack, launch
+from dispatcher.processes import launch
+from dispatcher.stack import Child, LocalStack
 
 DIES = [sys.executable, "-c", "raise SystemExit(3)"]
 STAYS = [sys.executable, "-c", "import time; time.sleep(60)"]

@@ -1,4 +1,4 @@
-"""FAX.PLUS API v3 names (faxplus.md), shared by the adapter and the sandbox.
+"""FAX.PLUS API v3 names (docs/providers/faxplus.md), shared by the adapter and the sandbox.
 
 Unconfirmed names are marked; when the real service says otherwise, change them here only.
 """

@@ -1,4 +1,5 @@
-"""FAX.PLUS status strings: fax record statuses (seeds 000 and 002) and outbox statuses.
+"""FAX.PLUS status strings: fax record statuses (seeds 000 and 002 in docs/seeds/) and
+outbox statuses.
 
 The outbox statuses (``submitted`` .. ``sending``) belong to a fax not yet transmitted; the
 fax record (CDR) statuses are final, except ``in_progress`` (an inbound fax being received).

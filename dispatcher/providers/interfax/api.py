@@ -1,4 +1,4 @@
-"""InterFAX REST names (interfax.md), shared by the adapter and the sandbox.
+"""InterFAX REST names (docs/providers/interfax.md), shared by the adapter and the sandbox.
 
 Unconfirmed names are marked; when the real service says otherwise, change them here only.
 """

@@ -1,4 +1,5 @@
-"""InterFAX numeric status codes (seed 001): negative in progress, 0 success, positive failure.
+"""InterFAX numeric status codes (seed 001 in docs/seeds/): negative in progress, 0 success,
+positive failure.
 
 Remediations follow InterFAX's own notes. Telephony errors (``*``) "do not necessarily mean
 that your fax will never be successfully transmitted", and InterFAX "will attempt to route

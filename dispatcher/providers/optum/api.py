@@ -1,4 +1,4 @@
-"""Optum fax management names (optum.md), shared by the adapter and the sandbox.
+"""Optum fax management names (docs/providers/optum.md), shared by the adapter and the sandbox.
 
 Most of these are our own proposals ("P" in the notes): the public reference stops short.
 When the real reference says otherwise, change them here only.

@@ -1,9 +1,10 @@
-"""Optum fax statuses (seed 003), refined by ``failedReason`` as ``FaxFailed/<reason>`` codes.
+"""Optum fax statuses (seed 003 in docs/seeds/), refined by ``failedReason`` as
+``FaxFailed/<reason>`` codes.
 
 Optum already retries a failed transmission up to 5 times before it reports ``FaxFailed``,
 and accepts one manual retry after that, so a generic failure is retried after a wait.
 ``failedReason`` values are not documented; the reasons below are the ones the sandbox uses
-(``shared/providers/optum.md`` section 3) and any other reason falls back to its status.
+(``docs/providers/optum.md`` section 3) and any other reason falls back to its status.
 """
 
 from __future__ import annotations
