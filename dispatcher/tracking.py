@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from dispatcher.catalogue import Outcome, StatusEntry, classify
 from dispatcher.context import Context, current
 from dispatcher.effects import after_commit
-from dispatcher.errors import ProviderError
+from dispatcher.errors import ProviderError, ValidationError
 from dispatcher.lifecycle import AttemptKind, EventSource, JobState, transition
 from dispatcher.outcomes import apply_decision, decide_for, record_event
 from dispatcher.policy import Step
@@ -326,12 +326,15 @@ def poll_now(provider: str, fax_ids: Sequence[str], *, ctx: Context | None = Non
 def take_event(
     provider: str, event_id: str, sent_at: datetime | None, *, ctx: Context | None = None
 ) -> bool:
-    """Remember a signed provider event; False if it was taken before (a replay) or was
-    made more than FAX_WEBHOOK_MAX_AGE ago (a replay the record has forgotten)."""
+    """Remember a signed provider event; False if it was taken before (a replay).
+
+    Raises ``ValidationError`` for an event made more than FAX_WEBHOOK_MAX_AGE ago: a
+    replay the record may have forgotten."""
     ctx = ctx or current()
     now = ctx.now()
-    if sent_at is not None and sent_at < now - timedelta(seconds=ctx.settings.webhook_max_age):
-        return False
+    max_age = ctx.settings.webhook_max_age
+    if sent_at is not None and sent_at < now - timedelta(seconds=max_age):
+        raise ValidationError("time", f"the event is older than {max_age:g} s: a replay")
     try:
         with ctx.session() as session:
             session.add(WebhookEvent(provider=provider, event_id=event_id[:128], received_at=now))

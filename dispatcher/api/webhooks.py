@@ -21,11 +21,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from config.settings import get_settings
 from dispatcher.api.errors import ERROR_RESPONSES
-from dispatcher.clock import utcnow
 from dispatcher.errors import ValidationError
-from dispatcher.providers.definition import EventOf
 from dispatcher.providers.registry import PROVIDERS, definition
 from dispatcher.runtime import get_adapter
 from dispatcher.tracking import poll_now, take_event
@@ -35,16 +32,13 @@ __all__ = ["receive", "router"]
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
 
 
-def _take(provider: str, headers: Mapping[str, str], body: bytes, event_of: EventOf | None) -> int:
-    fax_ids = [status.fax_id for status in get_adapter(provider).parse_webhook(headers, body)]
-    if event_of is not None:
-        event_id, sent_at = event_of(body)
-        max_age = get_settings().webhook_max_age
-        if sent_at is not None and (utcnow() - sent_at).total_seconds() > max_age:
-            raise ValidationError("time", f"the event is older than {max_age:g} s: a replay")
-        if not take_event(provider, event_id, sent_at):
-            return 0  # a redelivery of an event already taken: nothing to do again
-    return poll_now(provider, fax_ids)
+def _take(provider: str, headers: Mapping[str, str], body: bytes) -> int:
+    callback = get_adapter(provider).parse_webhook(headers, body)
+    if callback.event_id is not None and not take_event(
+        provider, callback.event_id, callback.sent_at
+    ):
+        return 0  # a redelivery of an event already taken: nothing to do again
+    return poll_now(provider, [status.fax_id for status in callback.statuses])
 
 
 @router.post("/{provider}", summary="Receive a provider's status callback")
@@ -70,7 +64,7 @@ async def receive(
             raise HTTPException(401, "missing or wrong webhook secret")
     body = await request.body()
     try:
-        polled = await run_in_threadpool(_take, provider, request.headers, body, rule.event)
+        polled = await run_in_threadpool(_take, provider, request.headers, body)
     except ValidationError as exc:
         if exc.field == "signature":
             raise HTTPException(401, exc.reason) from None

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -18,6 +18,7 @@ from dispatcher.errors import ProviderRejected, ValidationError
 
 __all__ = [
     "LOOKBACK_MARGIN",
+    "Callback",
     "Document",
     "ManualRetry",
     "ProviderAdapter",
@@ -126,6 +127,17 @@ class ProviderStatus:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """One provider callback, read once: the statuses it reports and, from a provider that
+    signs its events, the event's own id and the time it was made, by which a replay is
+    known (the signature covers the body, not when it was sent)."""
+
+    statuses: Sequence[ProviderStatus]
+    event_id: str | None = None
+    sent_at: datetime | None = None
+
+
 class ManualRetry(StrEnum):
     """Where a provider's own resend of a failed fax stands (Optum's manual retry)."""
 
@@ -165,8 +177,9 @@ class ProviderAdapter(ABC):
         attempt began: the search looks back that far, however many faxes came after."""
 
     @abstractmethod
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
-        """Statuses carried by a provider callback; raises ``ValidationError`` if it is not one."""
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Callback:
+        """What a provider callback says, verified as the provider allows; raises
+        ``ValidationError`` if it is not one (field ``signature`` for a bad signature)."""
 
     #: True for a provider that resends its own copy of a failed fax when asked, once
     #: (Optum): that is tried before a new send.

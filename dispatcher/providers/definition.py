@@ -1,8 +1,8 @@
 """What the service knows about one provider, in one place: a ``ProviderDefinition``.
 
 Each provider is a package under ``dispatcher/providers/`` whose ``DEFINITION`` holds
-its adapter, its status catalogue, its limits, how its webhooks are verified and what
-identifies an event, and its settings (``FAX_<NAME>__*``). The registry finds the
+its adapter, its status catalogue, its limits, how its webhooks are verified, and its
+settings (``FAX_<NAME>__*``). The registry finds the
 packages; nothing else in the service names a provider.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import SecretStr
@@ -23,16 +22,12 @@ if TYPE_CHECKING:  # the catalogue package asks the registry, which imports this
     from dispatcher.catalogue.model import StatusEntry
 
 __all__ = [
-    "EventOf",
     "ProviderDefinition",
     "ProviderLimits",
     "ProviderSettings",
     "WebhookRule",
     "settings_config",
 ]
-
-#: A signed event's id and the time the provider made it, from a verified body.
-EventOf = Callable[[bytes], tuple[str, datetime | None]]
 
 
 def settings_config(name: str) -> SettingsConfigDict:
@@ -72,11 +67,10 @@ class ProviderLimits:
 @dataclass(frozen=True, slots=True)
 class WebhookRule:
     """How a provider's callbacks are verified: a secret in the URL (it does not sign
-    them), or its signature (checked by the adapter), whose event id and time are read
-    by ``event`` to refuse replays."""
+    them), or its signature, checked by the adapter's ``parse_webhook``, which also reads
+    the event's id and time so that a replay is refused."""
 
     secret_in_url: bool
-    event: EventOf | None = None
 
 
 def _stripped(code: object) -> str:

@@ -7,12 +7,18 @@ A failing hook is logged and never breaks the call it observes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from dispatcher.errors import ProviderError
-from dispatcher.providers.base import ManualRetry, ProviderAdapter, ProviderStatus, SendRequest
+from dispatcher.providers.base import (
+    Callback,
+    ManualRetry,
+    ProviderAdapter,
+    ProviderStatus,
+    SendRequest,
+)
 
 __all__ = ["CallHook", "ObservedAdapter"]
 
@@ -72,7 +78,7 @@ class ObservedAdapter(ProviderAdapter):
     def manual_retry(self, fax_id: str) -> ManualRetry:
         return self._observe("manual_retry", self.inner.manual_retry, fax_id)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Callback:
         return self.inner.parse_webhook(headers, body)
 
     def close(self) -> None:

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from dispatcher.errors import ProviderError, ProviderRejected, ProviderTimeout, ValidationError
-from dispatcher.providers.base import ManualRetry, ProviderAdapter, ProviderStatus, SendRequest
+from dispatcher.providers.base import (
+    Callback,
+    ManualRetry,
+    ProviderAdapter,
+    ProviderStatus,
+    SendRequest,
+)
 
 __all__ = ["TwinAdapter", "TwinFax"]
 
@@ -140,7 +146,7 @@ class TwinAdapter(ProviderAdapter):
         found = [f for f in self.faxes.values() if f.request.reference == reference]
         return found[-1].status() if found else None
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Callback:
         raise ValidationError("body", "the twin sends no webhooks")
 
     def retry(self, fax_id: str) -> None:

@@ -471,7 +471,7 @@ def test_a_completion_callback_parses_to_the_polled_status(
     headers, body = receiver.next_call()
 
     # Then its callback says what polling says
-    [status] = adapter.parse_webhook(headers, body)
+    [status] = adapter.parse_webhook(headers, body).statuses
     polled = adapter.status(fax_id)
     assert (status.fax_id, status.code) == (fax_id, polled.code)
     assert status.pages_sent == polled.pages_sent == SCENARIOS[PARTIAL_NUMBER]["pages_sent"]
@@ -491,7 +491,13 @@ def test_an_optum_callback_without_a_valid_signature_is_refused(
 ) -> None:
     adapter = build_adapter("optum", settings_for(sandbox))
     body = json.dumps(
-        {"id": "f1", "type": "fax_sent", "data": {"faxId": "f1", "faxStatus": "FaxSent"}}
+        {
+            "id": "f1",
+            "type": "fax_sent",
+            "causationId": "event-1",
+            "time": "2026-11-26T10:00:00Z",
+            "data": {"faxId": "f1", "faxStatus": "FaxSent"},
+        }
     ).encode()
     headers = {} if signature is None else {optum_api.SIGNATURE_HEADER: signature}
 
@@ -499,8 +505,13 @@ def test_an_optum_callback_without_a_valid_signature_is_refused(
         adapter.parse_webhook(headers, body)
     assert caught.value.field == "signature"
 
-    [status] = adapter.parse_webhook({optum_api.SIGNATURE_HEADER: _sign(body)}, body)
+    callback = adapter.parse_webhook({optum_api.SIGNATURE_HEADER: _sign(body)}, body)
+    [status] = callback.statuses
     assert (status.fax_id, status.code) == ("f1", "FaxSent")
+    assert (callback.event_id, callback.sent_at) == (
+        "event-1",
+        datetime(2026, 11, 26, 10, 0, tzinfo=UTC),
+    )
     adapter.close()
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from dispatcher import sending, tracking
 from dispatcher.context import Context
-from dispatcher.errors import ProviderTimeout
+from dispatcher.errors import ProviderTimeout, ValidationError
 from dispatcher.lifecycle import AttemptKind, EventSource, JobState
 from dispatcher.providers.base import ManualRetry
 from dispatcher.providers.twin import TwinAdapter
@@ -187,7 +187,8 @@ def test_a_signed_event_is_taken_once_and_not_when_too_old(twin_ctx: Context, cl
     assert tracking.take_event("optum", "event-1", clock(), ctx=twin_ctx)
     assert not tracking.take_event("optum", "event-1", clock(), ctx=twin_ctx)
     old = clock() - timedelta(seconds=max_age + 1)
-    assert not tracking.take_event("optum", "event-2", old, ctx=twin_ctx)
+    with pytest.raises(ValidationError, match="older than"):
+        tracking.take_event("optum", "event-2", old, ctx=twin_ctx)
 
 
 # --- the provider's manual retry (Optum) ----------------------------------------------

@@ -86,7 +86,7 @@ def _headers(provider: str, body: bytes, signed: bool) -> dict[str, str]:
 def test_parsers_accept_or_refuse_cleanly(provider: str, body: bytes, signed: bool) -> None:
     adapter = ADAPTERS[provider]
     try:
-        statuses = list(adapter.parse_webhook(_headers(provider, body, signed), body))
+        statuses = adapter.parse_webhook(_headers(provider, body, signed), body).statuses
     except ValidationError:
         return
     for status in statuses:
@@ -95,10 +95,20 @@ def test_parsers_accept_or_refuse_cleanly(provider: str, body: bytes, signed: bo
 
 
 def test_an_unsigned_optum_event_is_refused_even_when_well_formed() -> None:
-    body = json.dumps({"data": {"faxId": "f1", "faxStatus": "FaxSent"}}).encode()
+    body = json.dumps(
+        {"causationId": "e1", "data": {"faxId": "f1", "faxStatus": "FaxSent"}}
+    ).encode()
     with pytest.raises(ValidationError, match="signature"):
-        list(ADAPTERS["optum"].parse_webhook({}, body))
-    assert [s.code for s in ADAPTERS["optum"].parse_webhook(_headers("optum", body, True), body)]
+        ADAPTERS["optum"].parse_webhook({}, body)
+    signed = ADAPTERS["optum"].parse_webhook(_headers("optum", body, True), body)
+    assert [s.code for s in signed.statuses] == ["FaxSent"]
+
+
+def test_a_signed_optum_event_without_its_id_is_refused() -> None:
+    body = json.dumps({"data": {"faxId": "f1", "faxStatus": "FaxSent"}}).encode()
+    with pytest.raises(ValidationError) as caught:
+        ADAPTERS["optum"].parse_webhook(_headers("optum", body, True), body)
+    assert caught.value.field == "causationId"
 
 
 @pytest.mark.parametrize("value", ["INF", "-inf", "NaN", 1e400, float("nan")])

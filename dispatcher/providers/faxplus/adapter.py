@@ -7,7 +7,7 @@ until then a 404 there means "still in the outbox", never a failure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from dispatcher.errors import (
 )
 from dispatcher.providers._http import BearerAuth, HttpAdapter, ProviderHttp
 from dispatcher.providers.base import (
+    Callback,
     Document,
     ProviderStatus,
     SendRequest,
@@ -133,12 +134,12 @@ class FaxPlusAdapter(HttpAdapter):
                 return _from_fax(record)
         return None
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Callback:
         """A ``fax_sent`` hook ``{"hook": ..., "data": ...}``; unsigned, so callers re-read."""
         data = webhook_json(body).get("data")
         if not isinstance(data, dict) or not data.get("id") or not data.get("status"):
             raise ValidationError("body", "expected a FAX.PLUS hook with data.id and data.status")
-        return [_from_fax(data)]
+        return Callback([_from_fax(data)])
 
     def _upload(self, request: SendRequest, document: Document) -> str:
         params = {"format": _FORMATS[document.mime_type]} if document.mime_type in _FORMATS else {}

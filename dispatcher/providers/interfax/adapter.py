@@ -6,7 +6,7 @@ passed on as decimal text (``"-2"``, ``"0"``, ``"3931"``) for the catalogue to c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -16,6 +16,7 @@ import httpx
 from dispatcher.errors import ConfigurationError, ProviderTransientError, ValidationError
 from dispatcher.providers._http import HttpAdapter, ProviderHttp
 from dispatcher.providers.base import (
+    Callback,
     ProviderStatus,
     SendRequest,
     batches,
@@ -114,7 +115,7 @@ class InterFaxAdapter(HttpAdapter):
                 return None
             params[api.PARAM_OFFSET] = int(params[api.PARAM_OFFSET]) + len(page)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Callback:
         """A Web Feedback completion callback, form-encoded, sent once per finished fax."""
         try:
             form = {k: v[0] for k, v in parse_qs(body.decode(), strict_parsing=True).items()}
@@ -126,18 +127,20 @@ class InterFaxAdapter(HttpAdapter):
             raise ValidationError(
                 "body", "expected an InterFAX callback with TransactionID, Status"
             )
-        return [
-            ProviderStatus(
-                fax_id=fax_id,
-                code=str(status),
-                pages_sent=parse_count(form.get(api.CALLBACK_PAGES_SENT)),
-                cost=_cost(form.get(api.CALLBACK_UNITS), form.get(api.CALLBACK_COST_PER_UNIT)),
-                duration=parse_number(form.get(api.CALLBACK_DURATION)),
-                started_at=_callback_time(form.get(api.CALLBACK_SUBMIT_TIME)),
-                finished_at=_callback_time(form.get(api.CALLBACK_COMPLETION_TIME)),
-                raw=form,
-            )
-        ]
+        return Callback(
+            [
+                ProviderStatus(
+                    fax_id=fax_id,
+                    code=str(status),
+                    pages_sent=parse_count(form.get(api.CALLBACK_PAGES_SENT)),
+                    cost=_cost(form.get(api.CALLBACK_UNITS), form.get(api.CALLBACK_COST_PER_UNIT)),
+                    duration=parse_number(form.get(api.CALLBACK_DURATION)),
+                    started_at=_callback_time(form.get(api.CALLBACK_SUBMIT_TIME)),
+                    finished_at=_callback_time(form.get(api.CALLBACK_COMPLETION_TIME)),
+                    raw=form,
+                )
+            ]
+        )
 
     def _search(self, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
         response = self._http.request("GET", api.SEARCH_PATH, params=params)

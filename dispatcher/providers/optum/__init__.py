@@ -7,7 +7,7 @@ from __future__ import annotations
 from dispatcher.documents import IMAGES, PDF_TIFF, MiB
 from dispatcher.providers.definition import ProviderDefinition, ProviderLimits, WebhookRule
 from dispatcher.providers.optum import catalogue
-from dispatcher.providers.optum.adapter import OptumAdapter, event_of
+from dispatcher.providers.optum.adapter import OptumAdapter
 from dispatcher.providers.optum.settings import OptumSettings
 
 __all__ = ["DEFINITION"]
@@ -25,5 +25,5 @@ DEFINITION = ProviderDefinition(
         max_pages=200,
         countries=frozenset({"US"}),
     ),
-    webhook=WebhookRule(secret_in_url=False, event=event_of),
+    webhook=WebhookRule(secret_in_url=False),
 )

@@ -11,7 +11,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from dispatcher.errors import ConfigurationError, ProviderTransientError, Valida
 from dispatcher.providers._http import HttpAdapter, ProviderHttp, error_for_response
 from dispatcher.providers.base import (
     LOOKBACK_MARGIN,
+    Callback,
     ManualRetry,
     ProviderStatus,
     SendRequest,
@@ -36,7 +37,7 @@ from dispatcher.providers.base import (
 from dispatcher.providers.optum import api
 from dispatcher.providers.optum.settings import OptumSettings
 
-__all__ = ["ClientCredentials", "OptumAdapter", "event_of"]
+__all__ = ["ClientCredentials", "OptumAdapter"]
 
 #: Refresh the token this long before it expires, so no call carries a dying token.
 _EXPIRY_MARGIN = 60.0
@@ -184,17 +185,22 @@ class OptumAdapter(HttpAdapter):
                     return _status(fax)
         return None
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Iterable[ProviderStatus]:
-        """A signed CloudEvents envelope whose ``data`` is the fax object."""
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Callback:
+        """A signed CloudEvents envelope whose ``data`` is the fax object; the envelope's
+        ``causationId`` is the event's own id and ``time`` when Optum made it."""
         self._verify_signature(headers, body)
-        data = webhook_json(body).get("data")
+        envelope = webhook_json(body)
+        data = envelope.get("data")
         if (
             not isinstance(data, dict)
             or not data.get(api.FIELD_FAX_ID)
             or not data.get(api.FIELD_STATUS)
         ):
             raise ValidationError("body", "expected an Optum event with data.faxId, data.faxStatus")
-        return [_status(data)]
+        event_id = envelope.get("causationId")
+        if not isinstance(event_id, str) or not event_id:
+            raise ValidationError("causationId", "an Optum event needs its causationId")
+        return Callback([_status(data)], event_id, parse_time(envelope.get("time")))
 
     has_manual_retry = True
 
@@ -267,13 +273,3 @@ def _status(fax: Mapping[str, Any]) -> ProviderStatus:
         failed_reason=str(reason) if reason else None,
         raw=fax,
     )
-
-
-def event_of(body: bytes) -> tuple[str, datetime | None]:
-    """A verified event's own id (the CloudEvents envelope's ``causationId``) and the
-    time Optum made it (``time``): what a replay is recognized by."""
-    envelope = webhook_json(body)
-    event_id = envelope.get("causationId")
-    if not isinstance(event_id, str) or not event_id:
-        raise ValidationError("causationId", "an Optum event needs its causationId")
-    return event_id, parse_time(envelope.get("time"))
