@@ -18,7 +18,7 @@ from dispatcher.providers.base import ProviderStatus
 from dispatcher.providers.twin import TwinAdapter
 from dispatcher.store.models import Attempt, Job, StatusEvent
 from tests.fixtures.documents import make_pdf
-from tests.fixtures.twin import Clock, MemoryGuards, submit_job
+from tests.fixtures.twin import Clock, MemoryGuards, job_of, submit_job
 
 
 def in_progress(ctx: Context, **fields: Any) -> tuple[str, str]:
@@ -44,11 +44,6 @@ def apply(ctx: Context, job_id: str, status: ProviderStatus) -> bool:
         )
 
 
-def job_state(ctx: Context, job_id: str) -> Job:
-    with ctx.session() as session:
-        return session.get_one(Job, job_id)
-
-
 def events(ctx: Context, job_id: str) -> int:
     with ctx.session() as session:
         count = session.scalar(
@@ -63,11 +58,11 @@ def test_an_in_progress_reading_keeps_the_line_once_committed(
     job_id, fax_id = in_progress(twin_ctx, provider="interfax")
     guards.effects.clear()
     seen: list[str] = []
-    guards.on_effect = lambda effect: seen.append(job_state(twin_ctx, job_id).last_code or "")
+    guards.on_effect = lambda effect: seen.append(job_of(twin_ctx, job_id).last_code or "")
 
     assert apply(twin_ctx, job_id, ProviderStatus(fax_id, "-11"))
 
-    job = job_state(twin_ctx, job_id)
+    job = job_of(twin_ctx, job_id)
     assert (job.state, job.last_code) == (JobState.IN_PROGRESS, "-11")
     assert job.next_poll_at is not None
     assert guards.effects == [("keep", job.to_number, job_id)]
@@ -79,11 +74,11 @@ def test_a_reroutable_failure_moves_the_job_to_the_next_provider_of_its_route(
 ) -> None:
     # Given a US job, routed interfax, faxplus, optum, whose InterFAX fax found no route
     job_id, fax_id = in_progress(twin_ctx, provider=None)
-    assert job_state(twin_ctx, job_id).route == ["interfax", "faxplus", "optum"]
+    assert job_of(twin_ctx, job_id).route == ["interfax", "faxplus", "optum"]
 
     assert apply(twin_ctx, job_id, ProviderStatus(fax_id, "6002"))
 
-    job = job_state(twin_ctx, job_id)
+    job = job_of(twin_ctx, job_id)
     assert (job.state, job.provider, job.provider_fax_id) == (JobState.PENDING, "faxplus", None)
     assert job.reason is not None and job.reason.startswith("rerouted to faxplus")
     assert guards.effects[-1] == ("release", job.to_number, job_id)
@@ -101,7 +96,7 @@ def test_a_partial_send_resends_only_the_pages_not_delivered_when_asked(
 
     assert apply(twin_ctx, job_id, ProviderStatus(fax_id, "3268", pages_sent=2))
 
-    job = job_state(twin_ctx, job_id)
+    job = job_of(twin_ctx, job_id)
     assert (job.state, job.pages_sent, job.resend_from_page) == (JobState.PENDING, 2, 2)
 
 
@@ -157,7 +152,7 @@ def test_a_job_moved_meanwhile_is_left_alone_and_nothing_follows(
 
     # Then nothing changed: no transition, no event, no line effect, attempt unfinished
     assert not applied
-    assert job_state(twin_ctx, job_id).state == JobState.HELD
+    assert job_of(twin_ctx, job_id).state == JobState.HELD
     assert events(twin_ctx, job_id) == before
     assert guards.effects == []
     with twin_ctx.session() as session:
@@ -171,7 +166,7 @@ def test_no_credit_holds_the_job_until_an_operator_acts(
 
     assert apply(twin_ctx, job_id, ProviderStatus(fax_id, "205000"))
 
-    job = job_state(twin_ctx, job_id)
+    job = job_of(twin_ctx, job_id)
     assert job.state == JobState.HELD
     assert job.reason is not None and job.reason.startswith("held until credit is added")
     assert guards.effects[-1] == ("release", job.to_number, job_id)

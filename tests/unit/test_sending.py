@@ -17,24 +17,17 @@ from dispatcher.leases import renew
 from dispatcher.lifecycle import JobState
 from dispatcher.providers.base import ProviderAdapter, SendRequest
 from dispatcher.providers.twin import TwinAdapter
-from dispatcher.store.models import Attempt, Job, StatusEvent
-from tests.fixtures.twin import Clock, MemoryGuards, RecordingPublisher, submit_job
+from dispatcher.store.models import StatusEvent
+from tests.fixtures.twin import (
+    Clock,
+    MemoryGuards,
+    RecordingPublisher,
+    attempts_of,
+    job_of,
+    submit_job,
+)
 
 SETTLE = 60.0  # the twin context's FAX_SETTLE_DELAY
-
-
-def job_of(ctx: Context, job_id: str) -> Job:
-    with ctx.session() as session:
-        return session.get_one(Job, job_id)
-
-
-def attempts_of(ctx: Context, job_id: str) -> list[Attempt]:
-    with ctx.session() as session:
-        return list(
-            session.scalars(
-                select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.number)
-            )
-        )
 
 
 def test_the_attempt_is_committed_before_the_provider_hears_of_it(

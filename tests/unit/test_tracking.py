@@ -16,22 +16,15 @@ from dispatcher.lifecycle import AttemptKind, EventSource, JobState
 from dispatcher.providers.base import ManualRetry
 from dispatcher.providers.twin import TwinAdapter
 from dispatcher.resilience import BreakerState, BreakerStatus
-from dispatcher.store.models import Attempt, Job, StatusEvent
-from tests.fixtures.twin import Clock, MemoryGuards, RecordingPublisher, submit_job
-
-
-def job_of(ctx: Context, job_id: str) -> Job:
-    with ctx.session() as session:
-        return session.get_one(Job, job_id)
-
-
-def attempts_of(ctx: Context, job_id: str) -> list[Attempt]:
-    with ctx.session() as session:
-        return list(
-            session.scalars(
-                select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.number)
-            )
-        )
+from dispatcher.store.models import Job, StatusEvent
+from tests.fixtures.twin import (
+    Clock,
+    MemoryGuards,
+    RecordingPublisher,
+    attempts_of,
+    job_of,
+    submit_job,
+)
 
 
 def events_of(ctx: Context, job_id: str) -> int:

@@ -21,7 +21,7 @@ from dispatcher.catalogue.model import (
     unlisted_in_progress,
 )
 
-__all__ = ["unknown"]
+__all__ = ["TABLE", "unknown"]
 
 PROVIDER = "faxplus"
 
