@@ -11,6 +11,10 @@ Delivery settings, chosen on purpose:
   never ride on the broker: they live in the database as ``next_attempt_at``.
 * JSON only; messages carry job ids and provider names, never numbers, documents or
   credentials (Flower shows task arguments).
+* Queues are consumed in the order ``QUEUES`` gives (kombu's ``priority`` order, not round
+  robin): the beat's own tasks, then urgent dispatches, callback deliveries, polls, normal
+  dispatches, and bulk dispatches last (``dispatcher.lanes``). Workers take every queue
+  declared here unless ``-Q`` narrows them.
 * Redis brokers use ``dispatcher.transport``: kombu's own transport, with one Redis client
   per channel instead of a new one for every publish and ack.
 """
@@ -23,10 +27,13 @@ from kombu.entity import Queue
 
 from config.settings import get_settings
 
-__all__ = ["TASK_TIME_LIMIT", "VISIBILITY_TIMEOUT", "CeleryConfig"]
+__all__ = ["QUEUES", "TASK_TIME_LIMIT", "VISIBILITY_TIMEOUT", "CeleryConfig"]
 
 VISIBILITY_TIMEOUT = 15 * 60
 TASK_TIME_LIMIT = 5 * 60
+
+#: Every queue, in the order workers take from them; with Redis, each is a list.
+QUEUES = ("events", "dispatch-urgent", "callbacks", "poll", "dispatch", "dispatch-bulk")
 
 
 class CeleryConfig:
@@ -34,7 +41,10 @@ class CeleryConfig:
     importing the app starts nothing (not even the embedded broker)."""
 
     broker_connection_retry_on_startup = True
-    broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    broker_transport_options = {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "queue_order_strategy": "priority",
+    }
     result_backend = None
     task_ignore_result = True
     task_serializer = "json"
@@ -46,13 +56,15 @@ class CeleryConfig:
     worker_prefetch_multiplier = 1
     task_time_limit = TASK_TIME_LIMIT
     task_soft_time_limit = TASK_TIME_LIMIT - 30
-    task_queues = [Queue("dispatch"), Queue("poll"), Queue("events")]
+    task_queues = [Queue(name) for name in QUEUES]
     task_default_queue = "events"
+    # A dispatch names its lane's queue when it is published (dispatcher.lanes).
     task_routes = {
         "fax.dispatch": {"queue": "dispatch"},
         "fax.dispatch_many": {"queue": "dispatch"},
         "fax.reconcile": {"queue": "dispatch"},
         "fax.poll": {"queue": "poll"},
+        "fax.deliver_callbacks": {"queue": "callbacks"},
     }
     # Task events cost a broker round trip each; Flower switches them on in the workers
     # it watches (its default), so a worker without Flower does not pay for them.

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "CallbackSettings",
     "MaxAgeSettings",
     "S3Settings",
     "Settings",
@@ -43,6 +44,29 @@ class MaxAgeSettings(BaseModel):
     dispatching: float = Field(default=3600.0, gt=0)
     in_progress: float = Field(default=2 * 86400.0, gt=0)
     held: float = Field(default=7 * 86400.0, gt=0)
+
+
+class CallbackSettings(BaseModel):
+    """Events posted to backend services when their faxes end (``dispatcher.callbacks``)."""
+
+    allow_http: bool = Field(
+        default=False, description="Accept http:// targets (development only); else https."
+    )
+    allow_private: bool = Field(
+        default=False,
+        description="Accept targets on loopback, private or link-local addresses (tests).",
+    )
+    timeout: float = Field(default=10.0, gt=0, description="Seconds a receiver has to answer.")
+    concurrency: int = Field(default=8, gt=0, description="Deliveries one worker makes at once.")
+    retry_schedule: list[float] = Field(
+        default=[5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        min_length=1,
+        description="Seconds before each retry of a failed delivery (27 h in all); then failed.",
+    )
+    secret: SecretStr | None = Field(
+        default=None,
+        description="whsec_... signing the callback_url events of operator-submitted jobs.",
+    )
 
 
 class Settings(BaseSettings):
@@ -117,6 +141,13 @@ class Settings(BaseSettings):
     poll_batch_size: int = Field(
         default=50, gt=0, description="Faxes per batched status read (one poll message)."
     )
+    lane_share: float = Field(
+        default=0.1,
+        ge=0,
+        lt=0.5,
+        description="Share of each tick kept for each lower priority lane that has work.",
+    )
+    callbacks: CallbackSettings = CallbackSettings()
     sandbox_url: str | None = Field(
         default=None,
         description="When set, every provider without credentials talks to this sandbox.",

@@ -11,12 +11,15 @@ import uuid
 from typing import Any, BinaryIO
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from dispatcher.bulk import RowError, UploadedDocuments, check_stream, submit_plan
 from dispatcher.errors import BatchNotFound
+from dispatcher.lanes import Priority
 from dispatcher.lifecycle import FINAL_STATES
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Batch, Job
+from dispatcher.tenants import OPERATOR, Caller, admit
 
 __all__ = ["MAX_REJECTED", "open_batch", "record", "submit_upload", "view"]
 
@@ -24,14 +27,19 @@ __all__ = ["MAX_REJECTED", "open_batch", "record", "submit_upload", "view"]
 MAX_REJECTED = 1000
 
 
-def open_batch(name: str, batch_id: str | None = None) -> str:
+def _load(session: Session, batch_id: str, caller: Caller) -> Batch:
+    batch = session.get(Batch, batch_id)
+    if batch is None or not (caller.is_operator or batch.tenant_id == caller.tenant_id):
+        raise BatchNotFound(batch_id)
+    return batch
+
+
+def open_batch(name: str, batch_id: str | None = None, caller: Caller = OPERATOR) -> str:
     """A new batch named ``name``, or ``batch_id`` when it exists (a later part of a file)."""
     with session_scope() as session:
         if batch_id is not None:
-            if session.get(Batch, batch_id) is None:
-                raise BatchNotFound(batch_id)
-            return batch_id
-        batch = Batch(id=uuid.uuid4().hex, name=name[:255], rejected=[])
+            return _load(session, batch_id, caller).id
+        batch = Batch(id=uuid.uuid4().hex, name=name[:255], tenant_id=caller.tenant_id, rejected=[])
         session.add(batch)
         return batch.id
 
@@ -64,29 +72,31 @@ def submit_upload(
     default_document: str | None = None,
     batch_id: str | None = None,
     first_row: int = 1,
+    caller: Caller = OPERATOR,
+    priority: Priority = Priority.BULK,
 ) -> dict[str, Any]:
-    """Check every row of an uploaded CSV, submit the good ones as jobs of the batch (a
-    new one, or ``batch_id``), and return the batch as it now stands. A file that cannot
-    be used as a whole raises ``ValidationError`` and changes nothing."""
+    """Check every row of an uploaded CSV, submit the good ones as the caller's jobs of
+    the batch (a new one, or ``batch_id``), and return the batch as it now stands. A file
+    that cannot be used as a whole raises ``ValidationError`` and changes nothing."""
     uploads = UploadedDocuments(documents, default_document)
     with check_stream(rows, name, uploads, provider, first_row=first_row) as plan:
-        batch_id = open_batch(name, batch_id)
+        admit(caller, plan.valid)
+        batch_id = open_batch(name, batch_id, caller)
         accepted = duplicates = 0
         rejected = list(plan.rejected)
-        for chunk in submit_plan(plan, batch_id):
+        chunks = submit_plan(plan, batch_id, tenant_id=caller.tenant_id, priority=priority)
+        for chunk in chunks:
             accepted += chunk.accepted
             duplicates += chunk.duplicates
             rejected.extend(chunk.rejected)
         record(batch_id, plan.rows, accepted, duplicates, sorted(rejected, key=lambda r: r.row))
-    return view(batch_id)
+    return view(batch_id, caller)
 
 
-def view(batch_id: str) -> dict[str, Any]:
+def view(batch_id: str, caller: Caller = OPERATOR) -> dict[str, Any]:
     """The batch, with its jobs counted by state."""
     with session_scope() as session:
-        batch = session.get(Batch, batch_id)
-        if batch is None:
-            raise BatchNotFound(batch_id)
+        batch = _load(session, batch_id, caller)
         states = dict(
             session.execute(
                 select(Job.state, func.count()).where(Job.batch_id == batch_id).group_by(Job.state)

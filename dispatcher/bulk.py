@@ -32,6 +32,7 @@ from typing import IO, Any, BinaryIO
 
 from dispatcher.documents import DocumentInfo, inspect_document
 from dispatcher.errors import IdempotencyConflict, ValidationError
+from dispatcher.lanes import Priority
 from dispatcher.submission import submit_valid
 from dispatcher.validation import ValidFax, validate_fax
 
@@ -410,7 +411,7 @@ def _spooled_row(row: int, key: str, doc_key: str, fax: ValidFax) -> _SpooledRow
     return row, key, doc_key, fax.to, fax.provider, fax.send_at, fax.metadata, fax.options
 
 
-def _spooled(plan: BulkPlan) -> Iterator[list[tuple[int, str, ValidFax]]]:
+def _spooled(plan: BulkPlan, priority: Priority) -> Iterator[list[tuple[int, str, ValidFax]]]:
     documents = plan._documents
     while True:
         try:
@@ -421,16 +422,27 @@ def _spooled(plan: BulkPlan) -> Iterator[list[tuple[int, str, ValidFax]]]:
             (
                 row,
                 key,
-                ValidFax(to, provider, (documents.get(doc_key),), send_at, metadata, options),
+                ValidFax(
+                    to,
+                    provider,
+                    (documents.get(doc_key),),
+                    send_at,
+                    metadata,
+                    options,
+                    priority=priority,
+                ),
             )
             for row, key, doc_key, to, provider, send_at, metadata, options in batch
         ]
 
 
-def _submit_chunk(chunk: list[tuple[int, str, ValidFax]], batch_id: str | None) -> ChunkResult:
+def _submit_chunk(
+    chunk: list[tuple[int, str, ValidFax]], batch_id: str | None, tenant_id: str | None
+) -> ChunkResult:
     items = [(key, fax) for _, key, fax in chunk]
+    owner = {"batch_id": batch_id, "tenant_id": tenant_id}
     try:
-        results = submit_valid(items, publish=False, batch_id=batch_id)
+        results = submit_valid(items, publish=False, **owner)
     except IdempotencyConflict:
         # Rare: a document or default changed since an earlier run of this very file.
         # Submit row by row so only the conflicting rows are rejected.
@@ -438,7 +450,7 @@ def _submit_chunk(chunk: list[tuple[int, str, ValidFax]], batch_id: str | None) 
         rejected = []
         for (row, _, _), item in zip(chunk, items, strict=True):
             try:
-                created = submit_valid([item], publish=False, batch_id=batch_id)[0].created
+                created = submit_valid([item], publish=False, **owner)[0].created
             except IdempotencyConflict as exc:
                 rejected.append(RowError(row, f"{exc} (did a document change since?)"))
                 continue
@@ -449,12 +461,19 @@ def _submit_chunk(chunk: list[tuple[int, str, ValidFax]], batch_id: str | None) 
     return ChunkResult(len(chunk), accepted, len(results) - accepted, [])
 
 
-def submit_plan(plan: BulkPlan, batch_id: str | None = None) -> Iterator[ChunkResult]:
-    """Submit the checked rows, one committed chunk at a time, as jobs of ``batch_id``.
+def submit_plan(
+    plan: BulkPlan,
+    batch_id: str | None = None,
+    *,
+    tenant_id: str | None = None,
+    priority: Priority = Priority.BULK,
+) -> Iterator[ChunkResult]:
+    """Submit the checked rows, one committed chunk at a time, as jobs of ``batch_id``
+    (of the tenant's, in the bulk lane unless ``priority`` says otherwise).
 
     The jobs are committed with no broker message: they are due at once and the beat tick
     dispatches them in batches. Stopping between chunks (a crash, Ctrl-C, or simply not
     iterating further) loses nothing, and a re-run of the same file skips what is done.
     """
-    for chunk in _spooled(plan):
-        yield _submit_chunk(chunk, batch_id)
+    for chunk in _spooled(plan, priority):
+        yield _submit_chunk(chunk, batch_id, tenant_id)

@@ -25,6 +25,7 @@ Code on a host with database access may submit in-process instead:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import csv
 import hashlib
 import io
@@ -36,12 +37,22 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypedDict, TypeVar, Unpack
 
 import httpx
 from pydantic import TypeAdapter
 
-from dispatcher.schemas import Attempt, Batch, Event, Fax, FaxPage
+from dispatcher.schemas import (
+    Attempt,
+    Batch,
+    Delivery,
+    DeliveryPage,
+    Endpoint,
+    EndpointCreated,
+    Event,
+    Fax,
+    FaxPage,
+)
 
 __all__ = [
     "AsyncFaxClient",
@@ -50,6 +61,7 @@ __all__ = [
     "FaxClient",
     "FaxConnectionError",
     "FaxRequest",
+    "Filters",
     "Forbidden",
     "InvalidRequest",
     "NotFound",
@@ -220,6 +232,24 @@ _FAXES: TypeAdapter[FaxPage] = TypeAdapter(FaxPage)
 _ATTEMPTS: TypeAdapter[list[Attempt]] = TypeAdapter(list[Attempt])
 _EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 _BATCH: TypeAdapter[Batch] = TypeAdapter(Batch)
+_ENDPOINT: TypeAdapter[EndpointCreated] = TypeAdapter(EndpointCreated)
+_ENDPOINTS: TypeAdapter[list[Endpoint]] = TypeAdapter(list[Endpoint])
+_DELIVERY: TypeAdapter[Delivery] = TypeAdapter(Delivery)
+_DELIVERIES: TypeAdapter[DeliveryPage] = TypeAdapter(DeliveryPage)
+
+
+class Filters(TypedDict, total=False):
+    """What ``list`` narrows the caller's faxes to; all given must match."""
+
+    state: str
+    provider: str
+    priority: str
+    to: str
+    idempotency_key: str
+    batch: str
+    metadata: Mapping[str, str]
+    since: datetime
+    until: datetime
 
 
 def _form(values: Mapping[str, Any]) -> dict[str, str]:
@@ -259,6 +289,8 @@ class _Calls:
         deadline: datetime | None,
         metadata: Mapping[str, str] | None,
         options: Mapping[str, Any] | None,
+        priority: str | None,
+        callback_url: str | None,
     ) -> _Call:
         fields = {
             "to": to,
@@ -267,6 +299,8 @@ class _Calls:
             "deadline": deadline,
             "metadata": metadata or {},
             "options": options or {},
+            "priority": priority,
+            "callback_url": callback_url,
         }
         request = self._request(
             "POST",
@@ -360,18 +394,45 @@ class _Calls:
     def events(self, job_id: str) -> _Call:
         return _Call(self._request("GET", f"/v1/faxes/{job_id}/events"), True, _EVENTS)
 
-    def list(
+    def list(self, filters: Filters, limit: int, before: str | None) -> _Call:
+        given: dict[str, Any] = dict(filters)
+        pairs: Mapping[str, str] = given.pop("metadata", None) or {}
+        params = [*_form({**given, "limit": limit, "before": before}).items()]
+        params += [("metadata", f"{key}={value}") for key, value in pairs.items()]
+        return _Call(self._request("GET", "/v1/faxes", params=params), True, _FAXES)
+
+    def register_endpoint(self, url: str, event_types: Sequence[str] | None) -> _Call:
+        body: dict[str, Any] = {"url": url}
+        if event_types is not None:
+            body["event_types"] = list(event_types)
+        # Not repeated on a lost answer: a second endpoint would get every event twice.
+        return _Call(self._request("POST", "/v1/endpoints", json=body), False, _ENDPOINT)
+
+    def endpoints(self) -> _Call:
+        return _Call(self._request("GET", "/v1/endpoints"), True, _ENDPOINTS)
+
+    def deliveries(
         self,
+        job_id: str | None,
+        endpoint_id: str | None,
         state: str | None,
-        provider: str | None,
-        since: datetime | None,
         limit: int,
         before: str | None,
     ) -> _Call:
         params = _form(
-            {"state": state, "provider": provider, "since": since, "limit": limit, "before": before}
+            {
+                "job_id": job_id,
+                "endpoint_id": endpoint_id,
+                "state": state,
+                "limit": limit,
+                "before": before,
+            }
         )
-        return _Call(self._request("GET", "/v1/faxes", params=params), True, _FAXES)
+        return _Call(self._request("GET", "/v1/callbacks", params=params), True, _DELIVERIES)
+
+    def redeliver(self, delivery_id: str) -> _Call:
+        path = f"/v1/callbacks/{delivery_id}/redeliver"
+        return _Call(self._request("POST", path), True, _DELIVERY)
 
     def batch(self, batch_id: str) -> _Call:
         return _Call(self._request("GET", f"/v1/batches/{batch_id}"), True, _BATCH)
@@ -425,6 +486,8 @@ class FaxClient:
         deadline: datetime | None = None,
         metadata: Mapping[str, str] | None = None,
         options: Mapping[str, Any] | None = None,
+        priority: str | None = None,
+        callback_url: str | None = None,
     ) -> Fax:
         """Submit one fax; the same ``idempotency_key`` again returns the same job."""
         call = self._calls.submit(
@@ -436,6 +499,8 @@ class FaxClient:
             deadline=deadline,
             metadata=metadata,
             options=options,
+            priority=priority,
+            callback_url=callback_url,
         )
         result: Fax = self._run(call)
         return result
@@ -493,15 +558,40 @@ class FaxClient:
         return result
 
     def list(
+        self, *, limit: int = 50, before: str | None = None, **filters: Unpack[Filters]
+    ) -> FaxPage:
+        """A page of the caller's faxes, newest first, that match every filter given."""
+        result: FaxPage = self._run(self._calls.list(filters, limit, before))
+        return result
+
+    def register_endpoint(
+        self, url: str, event_types: Sequence[str] | None = None
+    ) -> EndpointCreated:
+        """Have the events of the caller's faxes posted to ``url`` (all types by default);
+        the answer holds the signing secret, shown this once."""
+        result: EndpointCreated = self._run(self._calls.register_endpoint(url, event_types))
+        return result
+
+    def endpoints(self) -> builtins.list[Endpoint]:
+        result: builtins.list[Endpoint] = self._run(self._calls.endpoints())
+        return result
+
+    def deliveries(
         self,
         *,
+        job_id: str | None = None,
+        endpoint_id: str | None = None,
         state: str | None = None,
-        provider: str | None = None,
-        since: datetime | None = None,
         limit: int = 50,
         before: str | None = None,
-    ) -> FaxPage:
-        result: FaxPage = self._run(self._calls.list(state, provider, since, limit, before))
+    ) -> DeliveryPage:
+        """The caller's event deliveries, newest first."""
+        call = self._calls.deliveries(job_id, endpoint_id, state, limit, before)
+        result: DeliveryPage = self._run(call)
+        return result
+
+    def redeliver(self, delivery_id: str) -> Delivery:
+        result: Delivery = self._run(self._calls.redeliver(delivery_id))
         return result
 
     def batch(self, batch_id: str) -> Batch:
@@ -581,6 +671,8 @@ class AsyncFaxClient:
         deadline: datetime | None = None,
         metadata: Mapping[str, str] | None = None,
         options: Mapping[str, Any] | None = None,
+        priority: str | None = None,
+        callback_url: str | None = None,
     ) -> Fax:
         call = self._calls.submit(
             to,
@@ -591,6 +683,8 @@ class AsyncFaxClient:
             deadline=deadline,
             metadata=metadata,
             options=options,
+            priority=priority,
+            callback_url=callback_url,
         )
         result: Fax = await self._run(call)
         return result
@@ -645,15 +739,36 @@ class AsyncFaxClient:
         return result
 
     async def list(
+        self, *, limit: int = 50, before: str | None = None, **filters: Unpack[Filters]
+    ) -> FaxPage:
+        result: FaxPage = await self._run(self._calls.list(filters, limit, before))
+        return result
+
+    async def register_endpoint(
+        self, url: str, event_types: Sequence[str] | None = None
+    ) -> EndpointCreated:
+        result: EndpointCreated = await self._run(self._calls.register_endpoint(url, event_types))
+        return result
+
+    async def endpoints(self) -> builtins.list[Endpoint]:
+        result: builtins.list[Endpoint] = await self._run(self._calls.endpoints())
+        return result
+
+    async def deliveries(
         self,
         *,
+        job_id: str | None = None,
+        endpoint_id: str | None = None,
         state: str | None = None,
-        provider: str | None = None,
-        since: datetime | None = None,
         limit: int = 50,
         before: str | None = None,
-    ) -> FaxPage:
-        result: FaxPage = await self._run(self._calls.list(state, provider, since, limit, before))
+    ) -> DeliveryPage:
+        call = self._calls.deliveries(job_id, endpoint_id, state, limit, before)
+        result: DeliveryPage = await self._run(call)
+        return result
+
+    async def redeliver(self, delivery_id: str) -> Delivery:
+        result: Delivery = await self._run(self._calls.redeliver(delivery_id))
         return result
 
     async def batch(self, batch_id: str) -> Batch:

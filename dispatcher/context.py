@@ -23,6 +23,7 @@ from config.settings import Settings, get_settings
 from dispatcher import guards, messaging
 from dispatcher.clock import utcnow
 from dispatcher.guards import Hold, Send
+from dispatcher.lanes import Priority
 from dispatcher.leases import LeaseKeeper, lease_keeper
 from dispatcher.policy import Policy
 from dispatcher.providers.base import ProviderAdapter
@@ -57,7 +58,10 @@ class Publisher(Protocol):
     """Where work goes to the workers: ids only."""
 
     def dispatch(
-        self, attempts: Iterable[tuple[str, int]], countdown: float | None = None
+        self,
+        attempts: Iterable[tuple[str, int]],
+        countdown: float | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> None: ...
 
     def poll(self, provider: str, job_ids: Sequence[str]) -> None: ...

@@ -3,8 +3,10 @@
     FaxError
     ├── ValidationError          bad input; nothing was written (field, reason)
     ├── IdempotencyConflict      same idempotency key, different content
-    ├── JobNotFound
-    ├── BatchNotFound
+    ├── NotFound                 no such id, or not the caller's (what, id)
+    │   ├── JobNotFound
+    │   └── BatchNotFound
+    ├── TooManyRequests          a tenant's rate or daily quota; ``retry_after`` seconds
     ├── IllegalTransition        a state change the lifecycle does not allow
     ├── ConfigurationError       settings or policy file that cannot be used
     ├── DocumentUnavailable      a document's bytes cannot be read (``permanent``: gone)
@@ -29,12 +31,14 @@ __all__ = [
     "IdempotencyConflict",
     "IllegalTransition",
     "JobNotFound",
+    "NotFound",
     "ProviderAuthError",
     "ProviderError",
     "ProviderRateLimited",
     "ProviderRejected",
     "ProviderTimeout",
     "ProviderTransientError",
+    "TooManyRequests",
     "ValidationError",
 ]
 
@@ -61,16 +65,36 @@ class IdempotencyConflict(FaxError):
         super().__init__(f"idempotency key {key!r} already used by job {job_id} with other content")
 
 
-class JobNotFound(FaxError):
+class NotFound(FaxError):
+    """No ``what`` has this id, or none the caller may see: a tenant is never told that
+    another tenant's id exists."""
+
+    def __init__(self, what: str, id: str) -> None:
+        self.what = what
+        self.id = id
+        super().__init__(f"no {what} {id}")
+
+
+class JobNotFound(NotFound):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        super().__init__(f"no job {job_id}")
+        super().__init__("job", job_id)
 
 
-class BatchNotFound(FaxError):
+class BatchNotFound(NotFound):
     def __init__(self, batch_id: str) -> None:
         self.batch_id = batch_id
-        super().__init__(f"no batch {batch_id}")
+        super().__init__("batch", batch_id)
+
+
+class TooManyRequests(FaxError):
+    """A tenant is over its send rate or daily quota: nothing was accepted; try again in
+    ``retry_after`` seconds."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(reason)
 
 
 class IllegalTransition(FaxError):

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Update, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from dispatcher.callbacks import outbox
 from dispatcher.clock import utcnow
 from dispatcher.errors import IllegalTransition
 from dispatcher.store.models import Job
@@ -30,6 +31,7 @@ __all__ = [
     "JobState",
     "check",
     "check_operator",
+    "event_of",
     "transition",
     "transition_row",
 ]
@@ -107,6 +109,27 @@ def check_operator(job_id: str, action: str, current: JobState | str) -> JobStat
     return target
 
 
+_EVENTS = {
+    _S.SUCCEEDED: "fax.succeeded",
+    _S.FAILED: "fax.failed",
+    _S.CANCELLED: "fax.cancelled",
+    _S.HELD: "fax.held",
+}
+
+
+def event_of(current: str, target: JobState, values: dict[str, Any]) -> str | None:
+    """The callback event a move makes, if any (``dispatcher.callbacks``): the job ended
+    or was held, or an attempt's outcome sent it back to wait for another."""
+    if current == target:
+        return None
+    if target in _EVENTS:
+        return _EVENTS[target]
+    outcome_read = "last_outcome" in values  # a classified status, not a lost answer
+    if target is _S.PENDING and current in (_S.DISPATCHING, _S.IN_PROGRESS) and outcome_read:
+        return "fax.attempt_failed"
+    return None
+
+
 def check(job_id: str, current: JobState | str, target: JobState | str) -> None:
     """Raise ``IllegalTransition`` unless the table allows ``current -> target``."""
     current, target = JobState(current), JobState(target)
@@ -162,9 +185,11 @@ def transition(
     """Move ``job`` to ``target`` if nobody else moved it first.
 
     Returns False (and changes nothing) when the row's state or version no longer match
-    what ``job`` holds. On success the in-memory ``job`` is updated to match the row.
+    what ``job`` holds. On success the in-memory ``job`` is updated to match the row, and
+    the move's callback event, if it makes one, is written to the outbox.
     """
     check(job.id, job.state, target)
+    event = event_of(job.state, target, values)
     values = _stamped(job.state, target, values, clear_finished=job.finished_at is not None)
     expect = {"state": job.state, "version": job.version}
     if not _move(session.connection(), job.id, expect, values):
@@ -173,6 +198,8 @@ def transition(
     values["version"] = job.version + 1
     for name, value in values.items():
         set_committed_value(job, name, value)
+    if event is not None:  # in the same transaction: the event commits with the move
+        outbox.enqueue(session.connection(), job, event)
     return True
 
 
@@ -190,8 +217,10 @@ def transition_row(
 
     For hot paths that know the state from a claim they made (a sent fax is recorded by
     job id and attempt number), saving the read of the whole row; they run on a plain
-    connection (a session's is ``session.connection()``).
+    connection (a session's is ``session.connection()``). Those moves make no callback
+    event: a move that does goes through ``transition``.
     """
     check(job_id, current, target)
+    assert event_of(current, target, values) is None, "a move with an event needs the job"
     values = _stamped(current, target, values, clear_finished=True)
     return _move(connection, job_id, {"state": current.value, **(expect or {})}, values)

@@ -15,14 +15,17 @@ from typing import Any
 from celery import Celery
 from kombu import pools
 
-from config.celery import CeleryConfig
+from config.celery import QUEUES, CeleryConfig
 from config.settings import Settings, get_settings
 from dispatcher.broker import broker_url, redis_client
+from dispatcher.lanes import Priority
 
 __all__ = [
+    "BATCH",
     "MAX_COUNTDOWN",
     "app",
     "QUEUES",
+    "publish_deliveries",
     "publish_dispatch",
     "publish_poll",
     "publish_reconcile",
@@ -34,9 +37,6 @@ __all__ = [
 #: database (next_attempt_at): Redis re-delivers unacked messages after the visibility
 #: timeout, so long countdowns would turn into duplicate deliveries.
 MAX_COUNTDOWN = 60.0
-
-#: The work queues (``config/celery.py`` declares them); with Redis, each is a list.
-QUEUES = ("dispatch", "poll", "events")
 
 #: Jobs per ``fax.dispatch_many`` message.
 BATCH = 50
@@ -66,9 +66,14 @@ def _send(name: str, args: list[object], countdown: float | None = None) -> None
         app.send_task(name, args=args, countdown=countdown, producer=producer)
 
 
-def publish_dispatch(attempts: Iterable[tuple[str, int]], countdown: float | None = None) -> None:
-    """Ask a worker to make attempt N of each job. A message for a job that is no longer
-    pending, or whose attempt N was already made, is a no-op when it arrives.
+def publish_dispatch(
+    attempts: Iterable[tuple[str, int]],
+    countdown: float | None = None,
+    priority: Priority = Priority.NORMAL,
+) -> None:
+    """Ask a worker to make attempt N of each job, on the queue of the jobs' lane. A
+    message for a job that is no longer pending, or whose attempt N was already made, is a
+    no-op when it arrives.
 
     Many attempts at once (a tick, a batch submit) go out as ``fax.dispatch_many``
     messages of ``BATCH`` each: the publisher pays one message per fifty jobs, and the
@@ -82,11 +87,20 @@ def publish_dispatch(attempts: Iterable[tuple[str, int]], countdown: float | Non
         if countdown is None and len(items) > 1:
             for start in range(0, len(items), BATCH):
                 app.send_task(
-                    "fax.dispatch_many", args=[items[start : start + BATCH]], producer=producer
+                    "fax.dispatch_many",
+                    args=[items[start : start + BATCH]],
+                    queue=priority.queue,
+                    producer=producer,
                 )
             return
         for args in items:
-            app.send_task("fax.dispatch", args=args, countdown=countdown, producer=producer)
+            app.send_task(
+                "fax.dispatch",
+                args=args,
+                countdown=countdown,
+                queue=priority.queue,
+                producer=producer,
+            )
 
 
 def publish_poll(provider: str, job_ids: Sequence[str]) -> None:
@@ -95,6 +109,11 @@ def publish_poll(provider: str, job_ids: Sequence[str]) -> None:
 
 def publish_reconcile(job_id: str) -> None:
     _send("fax.reconcile", [job_id])
+
+
+def publish_deliveries(delivery_ids: Sequence[str]) -> None:
+    """Ask a worker to deliver these callback events (``dispatcher.callbacks``)."""
+    _send("fax.deliver_callbacks", [list(delivery_ids)])
 
 
 def queue_depths() -> dict[str, int]:

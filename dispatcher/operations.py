@@ -1,4 +1,5 @@
-"""Operator actions: cancel, hold, resume, retry. Each is recorded as a status event."""
+"""Operator actions: cancel, hold, resume, retry. Each is recorded as a status event
+that names who acted (``Caller.actor``); a tenant acts on its own jobs only."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dispatcher import guards
 from dispatcher.clock import utcnow
 from dispatcher.effects import after_commit
 from dispatcher.errors import IllegalTransition, JobNotFound, ProviderError, ProviderRejected
+from dispatcher.lanes import Priority
 from dispatcher.lifecycle import EventSource, JobState, check_operator, transition
 from dispatcher.messaging import publish_dispatch
 from dispatcher.outcomes import record_event
@@ -15,21 +17,27 @@ from dispatcher.runtime import get_adapter
 from dispatcher.sending import follow_lost_send
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Job
+from dispatcher.tenants import OPERATOR, Caller
 
 __all__ = ["cancel", "hold", "resume", "retry"]
 
 
-def _act(job_id: str, action: str, detail: str, **values: object) -> Job:
+def _act(job_id: str, action: str, detail: str, caller: Caller, **values: object) -> Job:
     """Move a job as an operator's ``action`` does (``lifecycle.OPERATOR_MOVES``), or
     explain why not. Returns the job as it now is."""
     with session_scope() as session:
-        job = _load(session, job_id)
+        job = _load(session, job_id, caller)
         state_from = job.state
         target = check_operator(job_id, action, state_from)
         if not transition(session, job, target, reason=detail, **values):
             raise IllegalTransition(job_id, "a state that just changed", target.value)
         record_event(
-            session, job, source=EventSource.OPERATOR, state_from=state_from, detail=detail
+            session,
+            job,
+            source=EventSource.OPERATOR,
+            state_from=state_from,
+            detail=detail,
+            actor=caller.actor,
         )
         if target is not JobState.PENDING:
             number = job.to_number
@@ -37,20 +45,20 @@ def _act(job_id: str, action: str, detail: str, **values: object) -> Job:
     return job
 
 
-def _load(session: Session, job_id: str) -> Job:
+def _load(session: Session, job_id: str, caller: Caller) -> Job:
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or not (caller.is_operator or job.tenant_id == caller.tenant_id):
         raise JobNotFound(job_id)
     return job
 
 
-def cancel(job_id: str, why: str = "cancelled by an operator") -> Job:
+def cancel(job_id: str, why: str = "cancelled by an operator", caller: Caller = OPERATOR) -> Job:
     """Stop a job. A fax in progress is cancelled at the provider first; one the provider
     has already finished cannot be cancelled (the next poll records how it ended). A job
     waiting after a send whose answer was lost asks the provider for that send first: if
     it went out, it is the fax to cancel."""
     with session_scope() as session:
-        state = _load(session, job_id).state
+        state = _load(session, job_id, caller).state
     if state == JobState.DISPATCHING:
         raise IllegalTransition(job_id, "dispatching (being sent right now)", "cancelled")
     if state == JobState.PENDING:
@@ -63,7 +71,7 @@ def cancel(job_id: str, why: str = "cancelled by an operator") -> Job:
                 "cancelled",
             ) from exc
     with session_scope() as session:
-        job = _load(session, job_id)
+        job = _load(session, job_id, caller)
         provider, fax_id, state = job.provider, job.provider_fax_id, job.state
     if state == JobState.IN_PROGRESS and fax_id:
         try:
@@ -72,33 +80,34 @@ def cancel(job_id: str, why: str = "cancelled by an operator") -> Job:
             raise IllegalTransition(
                 job_id, f"in_progress ({provider} refused: {exc.message})", "cancelled"
             ) from exc
-    return _act(job_id, "cancel", why, next_attempt_at=None, next_poll_at=None)
+    return _act(job_id, "cancel", why, caller, next_attempt_at=None, next_poll_at=None)
 
 
-def hold(job_id: str, why: str = "held by an operator") -> Job:
+def hold(job_id: str, why: str = "held by an operator", caller: Caller = OPERATOR) -> Job:
     """Keep a pending job from being sent until it is resumed."""
-    return _act(job_id, "hold", why, next_attempt_at=None)
+    return _act(job_id, "hold", why, caller, next_attempt_at=None)
 
 
 def _requeue(job: Job) -> Job:
-    publish_dispatch([(job.id, job.attempt_count + 1)])
+    publish_dispatch([(job.id, job.attempt_count + 1)], priority=Priority(job.priority))
     return job
 
 
-def resume(job_id: str, why: str = "resumed by an operator") -> Job:
+def resume(job_id: str, why: str = "resumed by an operator", caller: Caller = OPERATOR) -> Job:
     """Send a held job again (after credit was added, or an operator hold)."""
-    return _requeue(_act(job_id, "resume", why, next_attempt_at=utcnow()))
+    return _requeue(_act(job_id, "resume", why, caller, next_attempt_at=utcnow()))
 
 
-def retry(job_id: str, why: str = "retried by an operator") -> Job:
+def retry(job_id: str, why: str = "retried by an operator", caller: Caller = OPERATOR) -> Job:
     """Give a failed job a fresh attempt budget and send it again."""
     with session_scope() as session:
-        attempts = _load(session, job_id).attempt_count
+        attempts = _load(session, job_id, caller).attempt_count
     return _requeue(
         _act(
             job_id,
             "retry",
             why,
+            caller,
             next_attempt_at=utcnow(),
             budget_start=attempts,
             immediate_retries=0,

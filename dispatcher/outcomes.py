@@ -86,8 +86,10 @@ def event_row(
     entry: StatusEntry | None = None,
     attempt_number: int | None = None,
     payload: dict[str, Any] | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
-    """The ``status_events`` row for what just happened to ``job`` (now in ``job.state``)."""
+    """The ``status_events`` row for what just happened to ``job`` (now in ``job.state``);
+    ``actor`` names who acted, for an operator's action."""
     return {
         "job_id": job.id,
         "attempt_number": attempt_number,
@@ -99,6 +101,7 @@ def event_row(
         "state_to": job.state,
         "detail": detail,
         "payload": payload,
+        "actor": actor,
         "observed_at": utcnow(),
     }
 

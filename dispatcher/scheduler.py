@@ -1,5 +1,8 @@
 """The beat tick: find due work in the database and publish it, in batches.
 
+Dispatches are claimed lane by lane, urgent first, each lower lane keeping a share of the
+tick (``dispatcher.lanes``), each onto its own queue.
+
 Each kind of due work is one index-backed SELECT (``state`` plus a time column) and one
 UPDATE that pushes the rows' next time out by a guard interval, so the next tick does not
 publish them again while their message is queued. On PostgreSQL the SELECT takes
@@ -19,9 +22,13 @@ from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
+from dispatcher.callbacks import delivery
 from dispatcher.clock import utcnow
+from dispatcher.lanes import LANES, Priority, lane_rooms
 from dispatcher.lifecycle import JobState
 from dispatcher.messaging import (
+    BATCH,
+    publish_deliveries,
     publish_dispatch,
     publish_poll,
     publish_reconcile,
@@ -40,6 +47,7 @@ class TickReport:
     polled: int
     poll_batches: int
     reconciled: int
+    callbacks: int
 
 
 def _locked(session: Session, query: Select[Any]) -> Select[Any]:
@@ -99,11 +107,13 @@ def _claim_due(
 
 @dataclass(frozen=True, slots=True)
 class Due:
-    """The work one tick claimed: (job id, next attempt), (job id, provider), job ids."""
+    """The work one tick claimed: (job id, next attempt) per lane, (job id, provider),
+    stuck job ids, callback delivery ids."""
 
-    dispatches: list[tuple[str, int]]
+    dispatches: dict[Priority, list[tuple[str, int]]]
     polls: list[tuple[str, str]]
     reconciles: list[str]
+    deliveries: list[str]
 
 
 def tick(now: datetime | None = None) -> TickReport:
@@ -119,24 +129,31 @@ def claim_due(now: datetime | None = None) -> Due:
     batch = settings.tick_batch_size
     guard = now + redelivery_guard()
     stuck_before = now - timedelta(seconds=settings.dispatch_lease)
-    # Back-pressure: while the workers are a batch behind, more messages would only be
-    # duplicates of ones still queued (their guard time ran out in the queue).
+    # Back-pressure: while the workers are a batch behind on a queue, more messages would
+    # only be duplicates of ones still queued (their guard time ran out in the queue).
     depth = queue_depths()
-    send_room = 0 if depth["dispatch"] >= batch else batch
     poll_room = 0 if depth["poll"] * settings.poll_batch_size >= batch else batch
+    rooms = lane_rooms(batch, settings.lane_share)
     with session_scope() as session:
-        pending = _claim_due(
-            session,
-            (Job.id, Job.attempt_count),
-            (
-                Job.state == JobState.PENDING,
-                or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
-            ),
-            Job.next_attempt_at,
-            send_room,
-            Job.next_attempt_at,
-            guard,
-        )
+        dispatches: dict[Priority, list[tuple[str, int]]] = {}
+        taken = 0
+        for lane in LANES:
+            room = 0 if depth[lane.queue] >= batch else rooms[lane] - taken
+            pending = _claim_due(
+                session,
+                (Job.id, Job.attempt_count),
+                (
+                    Job.state == JobState.PENDING,
+                    Job.priority == lane,
+                    or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
+                ),
+                Job.next_attempt_at,
+                max(room, 0),
+                Job.next_attempt_at,
+                guard,
+            )
+            taken += len(pending)
+            dispatches[lane] = [(row.id, row.attempt_count + 1) for row in pending]
         polls = _claim_due(
             session,
             (Job.id, Job.provider),
@@ -157,17 +174,20 @@ def claim_due(now: datetime | None = None) -> Due:
             now,
         )
     return Due(
-        [(row.id, row.attempt_count + 1) for row in pending],
+        dispatches,
         [(row.id, row.provider) for row in polls],
         [row.id for row in stuck],
+        delivery.claim_due(now),
     )
 
 
 def publish(due: Due) -> TickReport:
-    """Publish what a tick claimed: dispatches in batch messages, polls per provider in
-    batches of FAX_POLL_BATCH_SIZE, one reconcile per stuck job."""
-    if due.dispatches:
-        publish_dispatch(due.dispatches)
+    """Publish what a tick claimed: dispatches in batch messages on their lanes' queues,
+    polls per provider in batches of FAX_POLL_BATCH_SIZE, one reconcile per stuck job,
+    callback deliveries in batches."""
+    for lane, attempts in due.dispatches.items():
+        if attempts:
+            publish_dispatch(attempts, priority=lane)
     by_provider: dict[str, list[str]] = defaultdict(list)
     for job_id, provider in due.polls:
         by_provider[provider].append(job_id)
@@ -179,4 +199,7 @@ def publish(due: Due) -> TickReport:
             batches += 1
     for job_id in due.reconciles:
         publish_reconcile(job_id)
-    return TickReport(len(due.dispatches), len(due.polls), batches, len(due.reconciles))
+    for start in range(0, len(due.deliveries), BATCH):
+        publish_deliveries(due.deliveries[start : start + BATCH])
+    dispatched = sum(len(attempts) for attempts in due.dispatches.values())
+    return TickReport(dispatched, len(due.polls), batches, len(due.reconciles), len(due.deliveries))

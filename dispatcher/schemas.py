@@ -7,7 +7,19 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-__all__ = ["Attempt", "Batch", "Event", "Fax", "FaxPage", "RejectedRow"]
+__all__ = [
+    "Attempt",
+    "Batch",
+    "Delivery",
+    "DeliveryPage",
+    "DeliveryTry",
+    "Endpoint",
+    "EndpointCreated",
+    "Event",
+    "Fax",
+    "FaxPage",
+    "RejectedRow",
+]
 
 
 class Fax(BaseModel):
@@ -31,6 +43,9 @@ class Fax(BaseModel):
     cost: float | None
     metadata: dict[str, str]
     batch_id: str | None
+    priority: str = Field(description="Its lane: urgent, normal or bulk.")
+    idempotency_key: str | None
+    callback_url: str | None
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -75,6 +90,7 @@ class Event(BaseModel):
     from_state: str | None = Field(alias="from")
     to_state: str | None = Field(alias="to")
     detail: str | None
+    actor: str | None = Field(description="For an action, who acted: a key's id, an admin.")
     observed_at: datetime
 
     model_config = {"populate_by_name": True}
@@ -100,3 +116,53 @@ class Batch(BaseModel):
     rejected: list[RejectedRow]
     states: dict[str, int] = Field(description="The batch's jobs by state.")
     final: int = Field(description="Jobs that reached a final state.")
+
+
+class Endpoint(BaseModel):
+    """A URL registered to receive the events of the caller's faxes."""
+
+    id: str
+    url: str
+    event_types: list[str]
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class EndpointCreated(Endpoint):
+    """A new endpoint, with the secret its events are signed with (shown this once)."""
+
+    secret: str = Field(description="whsec_...: verify deliveries with standardwebhooks.")
+
+
+class DeliveryTry(BaseModel):
+    """One try at posting an event."""
+
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    seconds: float | None
+
+
+class Delivery(BaseModel):
+    """One event for one target (``id`` is its ``webhook-id``), and how its delivery went."""
+
+    id: str
+    endpoint_id: str | None = Field(description="Null for the job's own callback_url.")
+    job_id: str
+    url: str
+    event_type: str
+    state: str = Field(description="pending, delivered or failed.")
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    tries: list[DeliveryTry] = Field(default_factory=list, description="On a single read.")
+
+
+class DeliveryPage(BaseModel):
+    """A page of deliveries, newest first, and the cursor of the next page."""
+
+    items: list[Delivery]
+    next: str | None

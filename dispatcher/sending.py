@@ -53,6 +53,7 @@ from dispatcher.errors import (
     ProviderError,
     ProviderRateLimited,
 )
+from dispatcher.lanes import Priority
 from dispatcher.lifecycle import FINAL_STATES, EventSource, JobState, transition, transition_row
 from dispatcher.messaging import MAX_COUNTDOWN, redelivery_guard
 from dispatcher.outcomes import (
@@ -515,7 +516,7 @@ def _defer(ctx: Context, session: Session, job: Job, hold: guards.Hold) -> str:
     record_event(session, job, source=EventSource.DISPATCH, state_from=state_from, detail=reason)
     if short:
         session.commit()
-        _republish_soon(ctx, job.id, number, delay)
+        _republish_soon(ctx, job.id, number, delay, Priority(job.priority))
     return f"deferred: {reason}"
 
 
@@ -680,8 +681,7 @@ def _send_failed(ctx: Context, claim: _Claim, exc: ProviderError) -> str:
             source=EventSource.DISPATCH,
             error=exc.message,
         )
-        step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
-    _retry_soon(ctx, claim.job_id, next_number, step, delay)
+    _retry_soon(ctx, job, decision.step, decision.delay)
     return f"send failed ({exc.kind}): {decision.reason}"
 
 
@@ -752,17 +752,15 @@ def _answer_lost(
     return reason
 
 
-def _retry_soon(
-    ctx: Context, job_id: str, next_number: int, step: Step, delay: float | None
-) -> None:
+def _retry_soon(ctx: Context, job: Job, step: Step, delay: float | None) -> None:
     """Short waits ride on a countdown; longer ones wait in the database for the tick."""
     if step is Step.RETRY and delay is not None and delay <= MAX_COUNTDOWN:
-        _republish_soon(ctx, job_id, next_number, delay)
+        _republish_soon(ctx, job.id, job.attempt_count + 1, delay, Priority(job.priority))
 
 
-def _republish_soon(ctx: Context, job_id: str, number: int, delay: float) -> None:
+def _republish_soon(ctx: Context, job_id: str, number: int, delay: float, lane: Priority) -> None:
     try:
-        ctx.publisher.dispatch([(job_id, number)], countdown=delay or None)
+        ctx.publisher.dispatch([(job_id, number)], countdown=delay or None, priority=lane)
     except Exception:  # the tick publishes it anyway once next_attempt_at is due
         log.warning("job %s: could not publish attempt %s; the tick will", job_id, number)
 
@@ -815,8 +813,7 @@ def _settled_unsent(ctx: Context, job_id: str, number: int) -> str:
         apply_decision(
             ctx, session, job, attempt, entry, decision, source=EventSource.RECONCILE, error=error
         )
-        step, delay, next_number = decision.step, decision.delay, job.attempt_count + 1
-    _retry_soon(ctx, job_id, next_number, step, delay)
+    _retry_soon(ctx, job, decision.step, decision.delay)
     return f"attempt {number - 1} never reached the provider: {decision.reason}"
 
 

@@ -54,8 +54,6 @@ def worker_command(concurrency: int, name: str = "worker") -> list[str]:
         "-A",
         "workers.app",
         "worker",
-        "-Q",
-        "dispatch,poll,events",
         "-P",
         "threads",
         "-c",

@@ -1,7 +1,9 @@
 """Accepting faxes: validate, write the job rows, and only after commit publish ids.
 
 An idempotency key makes a submission safe to repeat: the same key and content return
-the existing job, the same key with other content is an ``IdempotencyConflict``.
+the existing job, the same key with other content is an ``IdempotencyConflict``. Keys are
+per tenant: a tenant's key is stored as ``<tenant id>:<key>``, so two tenants never
+collide and a conflict tells nothing about another tenant's keys.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,14 +24,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config.settings import get_settings
 from dispatcher.clock import utcnow
 from dispatcher.documents import DocumentInfo
-from dispatcher.errors import IdempotencyConflict
+from dispatcher.errors import IdempotencyConflict, ValidationError
+from dispatcher.lanes import Priority
 from dispatcher.lifecycle import JobState
 from dispatcher.messaging import publish_dispatch, redelivery_guard
 from dispatcher.runtime import document_store
 from dispatcher.store.db import get_engine, session_scope
-from dispatcher.store.models import Document, Job, JobDocument
+from dispatcher.store.models import Document, Job, JobDocument, JobTag
 from dispatcher.validation import ValidFax, validate_fax
 
 __all__ = ["FaxRequest", "Submitted", "submit", "submit_many", "submit_valid", "validate"]
@@ -48,6 +53,8 @@ class FaxRequest:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     deadline: datetime | None = None
+    priority: str | None = None
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,8 @@ def _request_hash(fax: ValidFax) -> str:
         "deadline": fax.deadline.isoformat() if fax.deadline else None,
         "metadata": dict(sorted(fax.metadata.items())),
         "options": dict(sorted(fax.options.items())),
+        "priority": fax.priority.value,
+        "callback_url": fax.callback_url,
     }
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
@@ -76,9 +85,10 @@ def _job_rows(
     now: datetime,
     first_try: datetime,
     batch_id: str | None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The job row (by attribute name) and its document rows: one executemany per
-    chunk is many times faster than an ORM object per job."""
+    tenant_id: str | None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The job row (by attribute name), its document rows and its metadata's tag rows:
+    one executemany per chunk is many times faster than an ORM object per job."""
     job_id = uuid.uuid4().hex
     job = {
         "id": job_id,
@@ -87,7 +97,7 @@ def _job_rows(
         "route": list(fax.route),
         "state": JobState.PENDING.value,
         "version": 1,
-        "idempotency_key": key,
+        "idempotency_key": _scoped(tenant_id, key),
         "request_hash": request_hash,
         "send_at": fax.send_at,
         "deadline": fax.deadline,
@@ -96,6 +106,9 @@ def _job_rows(
         "meta": dict(fax.metadata),
         "options": dict(fax.options),
         "batch_id": batch_id,
+        "tenant_id": tenant_id,
+        "priority": fax.priority.value,
+        "callback_url": fax.callback_url,
         "created_at": now,
         "updated_at": now,
         "state_changed_at": now,
@@ -109,7 +122,13 @@ def _job_rows(
         }
         for i, (name, _, info) in enumerate(fax.documents)
     ]
-    return job, documents
+    tags = [{"job_id": job_id, "key": k, "value": v} for k, v in fax.metadata.items()]
+    return job, documents, tags
+
+
+def _scoped(tenant_id: str | None, key: str | None) -> str | None:
+    """The stored form of a tenant's idempotency key (operators' keys are stored as given)."""
+    return f"{tenant_id}:{key}" if key is not None and tenant_id is not None else key
 
 
 def _existing(key: str, job_id: str, stored_hash: str, request_hash: str) -> Submitted:
@@ -119,12 +138,14 @@ def _existing(key: str, job_id: str, stored_hash: str, request_hash: str) -> Sub
     return Submitted(job_id, created=False)
 
 
-def _taken(session: Session, keys: list[str]) -> dict[str, tuple[str, str]]:
-    """Jobs that already hold these keys: key -> (job id, request hash), in one query."""
+def _taken(session: Session, keys: list[str], tenant_id: str | None) -> dict[str, tuple[str, str]]:
+    """Jobs of this tenant that already hold these keys: key -> (job id, request hash),
+    in one query."""
+    stored = {_scoped(tenant_id, key): key for key in keys}
     query = select(Job.idempotency_key, Job.id, Job.request_hash).where(
-        Job.idempotency_key.in_(keys)
+        Job.idempotency_key.in_(list(stored))
     )
-    return {str(key): (job_id, stored) for key, job_id, stored in session.execute(query)}
+    return {stored[key]: (job_id, hashed) for key, job_id, hashed in session.execute(query)}
 
 
 def _store_documents(session: Session, faxes: Iterable[ValidFax]) -> None:
@@ -158,6 +179,8 @@ def validate(
         request.metadata,
         request.options,
         deadline=request.deadline,
+        priority=request.priority,
+        callback_url=request.callback_url,
         inspections=inspections,
     )
 
@@ -167,6 +190,7 @@ def submit_many(
     *,
     publish: bool = True,
     chunk_size: int = 1000,
+    tenant_id: str | None = None,
 ) -> list[Submitted]:
     """Validate every request first (nothing is written if one is bad), then write them
     in chunked transactions and publish the new ids after each commit."""
@@ -174,7 +198,8 @@ def submit_many(
     items = [(r.idempotency_key, validate(r, inspections)) for r in requests]
     results: list[Submitted] = []
     for start in range(0, len(items), chunk_size):
-        results.extend(submit_valid(items[start : start + chunk_size], publish=publish))
+        chunk = items[start : start + chunk_size]
+        results.extend(submit_valid(chunk, publish=publish, tenant_id=tenant_id))
     return results
 
 
@@ -183,15 +208,17 @@ def submit_valid(
     *,
     publish: bool = True,
     batch_id: str | None = None,
+    tenant_id: str | None = None,
 ) -> list[Submitted]:
-    """Write already validated faxes, each with an optional idempotency key, in one
-    transaction; then publish the new ids.
+    """Write already validated faxes of one owner (a tenant, or None for the operators),
+    each with an optional idempotency key, in one transaction; then publish the new ids.
 
     With ``publish=False`` nothing goes to the broker: the new jobs are due at once and the
     beat tick dispatches them in batches. That suits a bulk load (a message per job costs
     about a millisecond), and loses nothing: the rows are committed before anything else.
     """
     engine = get_engine()
+    _check_signable(items, tenant_id)
     hashes = [_request_hash(fax) for _, fax in items]
     keys = [key for key, _ in items if key]
     now = utcnow()
@@ -199,10 +226,11 @@ def submit_valid(
     try:
         with session_scope(engine) as session:
             _store_documents(session, (fax for _, fax in items))
-            taken = _taken(session, keys) if keys else {}
+            taken = _taken(session, keys, tenant_id) if keys else {}
             results: list[Submitted] = []
             jobs: list[dict[str, Any]] = []
             documents: list[dict[str, Any]] = []
+            tags: list[dict[str, Any]] = []
             seen: dict[str, int] = {}
             for (key, fax), request_hash in zip(items, hashes, strict=True):
                 if key and key in taken:
@@ -214,54 +242,71 @@ def submit_valid(
                         _existing(key, results[first].job_id, hashes[first], request_hash)
                     )
                 else:
-                    job, job_documents = _job_rows(fax, key, request_hash, now, first_try, batch_id)
+                    job, job_documents, job_tags = _job_rows(
+                        fax, key, request_hash, now, first_try, batch_id, tenant_id
+                    )
                     jobs.append(job)
                     documents.extend(job_documents)
+                    tags.extend(job_tags)
                     if key:
                         seen[key] = len(results)
                     results.append(Submitted(job["id"], created=True))
             if jobs:
                 session.execute(insert(Job), jobs)
                 session.execute(insert(JobDocument), documents)
+                if tags:
+                    session.execute(insert(JobTag), tags)
     except IntegrityError:
         # Another producer inserted one of these idempotency keys meanwhile.
         if len(items) > 1:
             return [
                 r
                 for item in items
-                for r in submit_valid([item], publish=publish, batch_id=batch_id)
+                for r in submit_valid(
+                    [item], publish=publish, batch_id=batch_id, tenant_id=tenant_id
+                )
             ]
         key = items[0][0]
         if key is None:
             raise
         with session_scope(engine) as session:
             row = session.execute(
-                select(Job.id, Job.request_hash).where(Job.idempotency_key == key)
+                select(Job.id, Job.request_hash).where(
+                    Job.idempotency_key == _scoped(tenant_id, key)
+                )
             ).one()
         return [_existing(key, row.id, row.request_hash, hashes[0])]
     if publish:
-        due = [
-            (s.job_id, 1)
-            for s, (_, fax) in zip(results, items, strict=True)
-            if s.created and not (fax.send_at and fax.send_at > now)
-        ]
-        if due:
-            _publish_committed(due)
+        due: dict[Priority, list[tuple[str, int]]] = defaultdict(list)
+        for s, (_, fax) in zip(results, items, strict=True):
+            if s.created and not (fax.send_at and fax.send_at > now):
+                due[fax.priority].append((s.job_id, 1))
+        for lane, attempts in due.items():
+            _publish_committed(attempts, lane)
     return results
 
 
-def _publish_committed(due: list[tuple[str, int]]) -> None:
+def _check_signable(items: Sequence[tuple[str | None, ValidFax]], tenant_id: str | None) -> None:
+    """An operator's job may name a callback_url only when its events can be signed."""
+    wants_callback = any(fax.callback_url for _, fax in items)
+    if wants_callback and tenant_id is None and get_settings().callbacks.secret is None:
+        raise ValidationError(
+            "callback_url", "FAX_CALLBACKS__SECRET is not set: its events could not be signed"
+        )
+
+
+def _publish_committed(due: list[tuple[str, int]], lane: Priority) -> None:
     """Publish committed jobs. They are accepted whatever happens here: a broker that
     fails now leaves them to the tick, due once their redelivery guard passes. Failing
     the request instead would make a client without an idempotency key send again."""
     try:
-        publish_dispatch(due)
+        publish_dispatch(due, priority=lane)
     except Exception as exc:
         log.warning(
             "%d accepted jobs not published (%s); the tick will publish them", len(due), exc
         )
 
 
-def submit(request: FaxRequest) -> Submitted:
+def submit(request: FaxRequest, tenant_id: str | None = None) -> Submitted:
     """Accept one fax; returns its job id (the existing one for a repeated key)."""
-    return submit_many([request], chunk_size=1)[0]
+    return submit_many([request], chunk_size=1, tenant_id=tenant_id)[0]

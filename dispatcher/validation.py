@@ -14,9 +14,12 @@ from typing import Any
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
+from config.settings import get_settings
+from dispatcher.callbacks.targets import check_target
 from dispatcher.clock import utcnow
 from dispatcher.documents import DocumentInfo, inspect_document
 from dispatcher.errors import ValidationError
+from dispatcher.lanes import Priority, parse_priority
 from dispatcher.policy import PartialSend
 from dispatcher.providers.registry import definition, definitions, provider_name
 from dispatcher.routing import current_routing
@@ -34,6 +37,7 @@ _REFUSED_TYPES = {
 MAX_DOCUMENT_BYTES = max(d.limits.max_total_bytes for d in definitions().values())
 MAX_METADATA_KEYS = 20
 MAX_METADATA_BYTES = 4096
+MAX_TAG_KEY, MAX_TAG_VALUE = 64, 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,8 @@ class ValidFax:
     options: Mapping[str, Any]
     route: tuple[str, ...] = ()
     deadline: datetime | None = None
+    priority: Priority = Priority.NORMAL
+    callback_url: str | None = None
 
     @property
     def pages(self) -> int:
@@ -95,6 +101,12 @@ def _metadata(raw: Mapping[str, Any] | None) -> dict[str, str]:
     if len(raw) > MAX_METADATA_KEYS:
         raise ValidationError("metadata", f"at most {MAX_METADATA_KEYS} keys")
     clean = {str(k): str(v) for k, v in raw.items()}
+    for key, value in clean.items():  # each pair is indexed for search (job_tags)
+        if not 0 < len(key) <= MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
+            raise ValidationError(
+                "metadata",
+                f"keys of 1 to {MAX_TAG_KEY} characters, values of at most {MAX_TAG_VALUE}",
+            )
     if len(json.dumps(clean)) > MAX_METADATA_BYTES:
         raise ValidationError("metadata", f"at most {MAX_METADATA_BYTES} bytes")
     return clean
@@ -170,6 +182,8 @@ def validate_fax(
     options: Mapping[str, Any] | None = None,
     *,
     deadline: datetime | None = None,
+    priority: str | None = None,
+    callback_url: str | None = None,
     inspections: MutableMapping[bytes, DocumentInfo] | None = None,
 ) -> ValidFax:
     """Check a request against the destination rules and the providers' limits.
@@ -225,4 +239,6 @@ def validate_fax(
         _options(options),
         tuple(route),
         _deadline(deadline, when),
+        parse_priority(priority) or Priority.NORMAL,
+        check_target(callback_url, get_settings().callbacks) if callback_url else None,
     )

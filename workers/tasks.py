@@ -13,6 +13,7 @@ from typing import Any
 from celery import Task
 
 from dispatcher import scheduler, sending, tracking, watchdog
+from dispatcher.callbacks import delivery
 from dispatcher.errors import FaxError
 from workers.app import app
 
@@ -57,15 +58,23 @@ def reconcile(job_id: str) -> str:
     return sending.reconcile(job_id)
 
 
+@app.task(name="fax.deliver_callbacks", base=FaxTask)
+def deliver_callbacks(delivery_ids: Sequence[str]) -> int:
+    """Post callback events on this worker's delivery pool; returns at once."""
+    delivery.deliver_soon([str(i) for i in delivery_ids])
+    return len(delivery_ids)
+
+
 @app.task(name="fax.tick", base=FaxTask)
 def tick() -> dict[str, int]:
-    """Publish due dispatches, polls and reconciles (run by beat)."""
+    """Publish due dispatches, polls, reconciles and callback deliveries (run by beat)."""
     report = scheduler.tick()
     return {
         "dispatched": report.dispatched,
         "polled": report.polled,
         "poll_batches": report.poll_batches,
         "reconciled": report.reconciled,
+        "callbacks": report.callbacks,
     }
 
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dispatcher.api import batches, errors, faxes, metrics, webhooks
+from dispatcher.api import batches, callbacks, errors, faxes, metrics, webhooks
 
 __all__ = ["MAX_REQUEST_BYTES", "BodyLimit", "RedactSecrets", "create_app"]
 
@@ -76,13 +76,15 @@ def create_app() -> FastAPI:
         title="fax-dispatcher",
         version="1",
         description=(
-            "Submit faxes, follow them, and act on them. Every route but /healthz and the "
-            "provider webhooks needs `Authorization: Bearer <token>` (FAX_API_TOKENS)."
+            "Submit faxes, follow them, act on them, and receive their events. Every route "
+            "but /healthz and the provider webhooks needs `Authorization: Bearer <token>`: "
+            "a tenant's API key (its own faxes only), or an operators' FAX_API_TOKENS token."
         ),
     )
     errors.install(app)
     app.include_router(faxes.router)
     app.include_router(batches.router)
+    app.include_router(callbacks.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
 

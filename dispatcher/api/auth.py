@@ -1,8 +1,10 @@
 """Bearer-token auth for every route but ``/healthz`` and the provider webhooks.
 
-Tokens come from ``FAX_API_TOKENS`` (a JSON list, so tokens can be rotated: add the new
-one, move callers, drop the old). Each presented token is compared in constant time with
-every configured one. With no token configured the API refuses all callers: an
+Two kinds of token: a tenant's API key (``faxctl keys create``; its routes see only the
+tenant's jobs), and the operators' admin tokens from ``FAX_API_TOKENS`` (a JSON list, so
+they can be rotated: add the new one, move callers, drop the old), which see everything.
+Admin tokens are compared in constant time with every configured one. With neither an
+admin token configured nor a valid key presented, the API refuses the caller: an
 unconfigured deployment is closed, never open.
 """
 
@@ -15,24 +17,42 @@ from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from config.settings import get_settings
+from dispatcher.tenants import Caller, authenticate
 
-__all__ = ["require_token"]
+__all__ = ["CallerDep", "require_caller", "require_operator"]
 
-_bearer = HTTPBearer(auto_error=False, description="A token from FAX_API_TOKENS.")
+_bearer = HTTPBearer(
+    auto_error=False, description="A tenant's API key, or an admin token from FAX_API_TOKENS."
+)
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def require_token(
+def require_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """401 for a missing or unknown token, 403 when the API has no tokens at all."""
+) -> Caller:
+    """Who is calling; 401 for a missing or unknown token, 403 when the API has no
+    admin token and the caller brings no key."""
+    if credentials is None:
+        raise HTTPException(401, "send 'Authorization: Bearer <token>'", _CHALLENGE)
+    tenant = authenticate(credentials.credentials)
+    if tenant is not None:
+        return tenant
     tokens = get_settings().api_tokens
     if not tokens:
         raise HTTPException(403, "the API is closed: FAX_API_TOKENS is not set")
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if credentials is None:
-        raise HTTPException(401, "send 'Authorization: Bearer <token>'", challenge)
     given = credentials.credentials.encode()
     # Compare with every token (no early exit) so timing says nothing about which matched.
     matches = [hmac.compare_digest(given, t.get_secret_value().encode()) for t in tokens]
     if not any(matches):
-        raise HTTPException(401, "the bearer token is not valid", challenge)
+        raise HTTPException(401, "the bearer token is not valid", _CHALLENGE)
+    return Caller(None, f"admin:{matches.index(True) + 1}")
+
+
+CallerDep = Annotated[Caller, Depends(require_caller)]
+
+
+def require_operator(caller: CallerDep) -> Caller:
+    """Routes for operators only (metrics): a tenant's key gets 403."""
+    if not caller.is_operator:
+        raise HTTPException(403, "this route is for the operators' tokens")
+    return caller

@@ -15,10 +15,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
 
 from dispatcher import batches
-from dispatcher.api.auth import require_token
+from dispatcher.api.auth import CallerDep, require_caller
 from dispatcher.api.errors import ERROR_RESPONSES
-from dispatcher.api.faxes import PROVIDER_ENUM, upload_name
+from dispatcher.api.faxes import LANES, PROVIDER_ENUM, upload_name
 from dispatcher.errors import BatchNotFound, ValidationError
+from dispatcher.lanes import Priority, parse_priority
 from dispatcher.providers.registry import provider_name
 from dispatcher.schemas import Batch
 
@@ -27,7 +28,7 @@ __all__ = ["create_batch", "get_batch", "router"]
 router = APIRouter(
     prefix="/v1/batches",
     tags=["batches"],
-    dependencies=[Depends(require_token)],
+    dependencies=[Depends(require_caller)],
     responses=ERROR_RESPONSES,
 )
 
@@ -40,6 +41,7 @@ def _batch_id(batch_id: Annotated[str, Path(description="The id a batch upload r
 
 @router.post("", status_code=201, response_model=Batch, summary="Submit a CSV of faxes")
 def create_batch(
+    caller: CallerDep,
     rows: Annotated[UploadFile, File(description="UTF-8 CSV: to, provider, document, ...")],
     documents: Annotated[
         list[UploadFile], File(description="The documents the rows name, by file name.")
@@ -56,8 +58,15 @@ def create_batch(
     first_row: Annotated[
         int, Form(ge=1, description="The header's row number in the whole file (parts).")
     ] = 1,
+    priority: Annotated[
+        str | None,
+        Form(
+            description="The rows' lane: bulk (default), normal or urgent.", json_schema_extra=LANES
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    """201 with the batch: counts so far, every rejected row with its reason."""
+    """201 with the batch: counts so far, every rejected row with its reason; 429 over
+    the tenant's rate or daily quota."""
     files: dict[str, bytes] = {}
     for index, upload in enumerate(documents):
         name = upload_name(index, upload)
@@ -72,9 +81,11 @@ def create_batch(
         default_document=document,
         batch_id=_batch_id(batch) if batch else None,
         first_row=first_row,
+        caller=caller,
+        priority=parse_priority(priority) or Priority.BULK,
     )
 
 
 @router.get("/{batch_id}", response_model=Batch, summary="A batch and its faxes by state")
-def get_batch(batch_id: Annotated[str, Depends(_batch_id)]) -> dict[str, Any]:
-    return batches.view(batch_id)
+def get_batch(batch_id: Annotated[str, Depends(_batch_id)], caller: CallerDep) -> dict[str, Any]:
+    return batches.view(batch_id, caller)

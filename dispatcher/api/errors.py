@@ -8,6 +8,7 @@ secrets or request content beyond what the caller sent and needs to fix.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,12 +18,12 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from dispatcher.errors import (
-    BatchNotFound,
     ConfigurationError,
     IdempotencyConflict,
     IllegalTransition,
-    JobNotFound,
+    NotFound,
     ProviderError,
+    TooManyRequests,
     ValidationError,
 )
 
@@ -40,6 +41,7 @@ _KINDS = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "validation",
+    429: "too_many_requests",
 }
 
 
@@ -52,7 +54,7 @@ class ErrorBody(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422)
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422, 429)
 }
 
 
@@ -82,6 +84,12 @@ async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
 
 async def _not_found(_: Request, exc: Exception) -> JSONResponse:
     return error_response(404, "not_found", str(exc))
+
+
+async def _too_many(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TooManyRequests)
+    wait = str(max(1, math.ceil(exc.retry_after)))
+    return error_response(429, "too_many_requests", exc.reason, **{"Retry-After": wait})
 
 
 async def _conflict(_: Request, exc: Exception) -> JSONResponse:
@@ -119,8 +127,8 @@ def install(app: FastAPI) -> None:
     """Register every handler on ``app``."""
     app.add_exception_handler(ValidationError, _validation)
     app.add_exception_handler(RequestValidationError, _request_validation)
-    app.add_exception_handler(JobNotFound, _not_found)
-    app.add_exception_handler(BatchNotFound, _not_found)
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(TooManyRequests, _too_many)
     app.add_exception_handler(IllegalTransition, _conflict)
     app.add_exception_handler(IdempotencyConflict, _conflict)
     app.add_exception_handler(ProviderError, _provider)

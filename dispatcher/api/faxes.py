@@ -15,14 +15,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Response, UploadFile
 
 from dispatcher import operations, queries
-from dispatcher.api.auth import require_token
+from dispatcher.api.auth import CallerDep, require_caller
 from dispatcher.api.errors import ERROR_RESPONSES
 from dispatcher.errors import JobNotFound, ValidationError
+from dispatcher.lanes import Priority, parse_priority
 from dispatcher.lifecycle import JobState
 from dispatcher.providers.registry import PROVIDERS, provider_name
+from dispatcher.queries import Search
 from dispatcher.schemas import Attempt, Event, Fax, FaxPage
 from dispatcher.store.models import Job
 from dispatcher.submission import FaxRequest, submit
+from dispatcher.tenants import admit
+from dispatcher.validation import normalize_number
 
 __all__ = [
     "PROVIDER_ENUM",
@@ -38,7 +42,7 @@ __all__ = [
 router = APIRouter(
     prefix="/v1/faxes",
     tags=["faxes"],
-    dependencies=[Depends(require_token)],
+    dependencies=[Depends(require_caller)],
     responses=ERROR_RESPONSES,
 )
 
@@ -47,6 +51,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PAGE = 500
 #: The OpenAPI enum of a provider field (checked against the registry).
 PROVIDER_ENUM: dict[str, Any] = {"enum": list(PROVIDERS)}
+LANES: dict[str, Any] = {"enum": [lane.value for lane in Priority]}
 
 
 def _job_id(job_id: Annotated[str, Path(description="The id returned on submit.")]) -> str:
@@ -105,6 +110,7 @@ def _document(index: int, upload: UploadFile) -> tuple[str, bytes]:
 
 @router.post("", status_code=201, response_model=Fax, summary="Submit a fax")
 def create_fax(
+    caller: CallerDep,
     response: Response,
     to: Annotated[str, Form(description="Destination in E.164, e.g. +12025550100.")],
     documents: Annotated[list[UploadFile], File(description="PDF, TIFF, PNG, JPEG, ...")],
@@ -119,12 +125,21 @@ def create_fax(
     options: Annotated[
         str | None, Form(description='JSON: {"max_attempts": 1-20, "retry_delay": seconds}')
     ] = None,
+    priority: Annotated[
+        str | None,
+        Form(description="Its lane: urgent, normal (default) or bulk.", json_schema_extra=LANES),
+    ] = None,
+    callback_url: Annotated[
+        str | None, Form(description="Where this fax's events are posted (https).")
+    ] = None,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", description="Makes a retry safe.")
     ] = None,
 ) -> dict[str, Any]:
     """201 with the new job; 200 with the existing job when the key was seen with the same
-    content; 409 when the key was used for different content."""
+    content; 409 when the key was used for different content; 429 over the tenant's rate
+    or daily quota."""
+    admit(caller, 1)
     request = FaxRequest(
         to=to,
         documents=[_document(i, d) for i, d in enumerate(documents)],
@@ -134,33 +149,51 @@ def create_fax(
         metadata=_object("metadata", metadata),
         options=_object("options", options),
         deadline=_time("deadline", deadline),
+        priority=priority or None,
+        callback_url=callback_url or None,
     )
-    result = submit(request)
+    result = submit(request, tenant_id=caller.tenant_id)
     if not result.created:
         response.status_code = 200
     response.headers["Location"] = f"{router.prefix}/{result.job_id}"
-    return queries.get_job(result.job_id)
+    return queries.get_job(result.job_id, caller)
 
 
-@router.get("", response_model=FaxPage, summary="List faxes, newest first")
+@router.get("", response_model=FaxPage, summary="Search faxes, newest first")
 def list_faxes(
+    caller: CallerDep,
     state: JobState | None = None,
     provider: Annotated[str | None, Query(json_schema_extra=PROVIDER_ENUM)] = None,
+    priority: Annotated[str | None, Query(json_schema_extra=LANES)] = None,
+    to: Annotated[str | None, Query(description="The destination (E.164).")] = None,
+    idempotency_key: Annotated[str | None, Query(description="The key it was sent with.")] = None,
+    batch: Annotated[str | None, Query(description="The batch it came in.")] = None,
+    metadata: Annotated[
+        list[str] | None,
+        Query(description="`key=value`, repeatable: each pair must be in its metadata."),
+    ] = None,
     since: Annotated[str | None, Query(description="Created at or after (ISO 8601).")] = None,
+    until: Annotated[str | None, Query(description="Created before (ISO 8601).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     before: Annotated[str | None, Query(description="The previous page's `next`.")] = None,
 ) -> dict[str, Any]:
-    """A page of jobs and the cursor of the next page (null on the last one)."""
+    """A page of the caller's jobs that match every filter given, and the cursor of the
+    next page (null on the last one)."""
     if before is not None and not _JOB_ID.fullmatch(before):
         raise ValidationError("before", "not a cursor from a previous page")
+    search = Search(
+        state=state.value if state else None,
+        provider=provider_name(provider) if provider else None,
+        priority=parse_priority(priority),
+        to=normalize_number(to) if to else None,
+        idempotency_key=idempotency_key or None,
+        batch_id=batch or None,
+        since=_time("since", since),
+        until=_time("until", until),
+        metadata=queries.metadata_pairs(metadata or []),
+    )
     try:
-        items = queries.list_jobs(
-            state=state.value if state else None,
-            provider=provider_name(provider) if provider else None,
-            since=_time("since", since),
-            limit=limit + 1,
-            before=before,
-        )
+        items = queries.list_jobs(search, caller, limit=limit + 1, before=before)
     except JobNotFound:
         raise ValidationError("before", "not a cursor from a previous page") from None
     more = len(items) > limit
@@ -169,30 +202,31 @@ def list_faxes(
 
 
 @router.get("/{job_id}", response_model=Fax, summary="Read one fax")
-def get_fax(job_id: JobId) -> dict[str, Any]:
-    return queries.get_job(job_id)
+def get_fax(job_id: JobId, caller: CallerDep) -> dict[str, Any]:
+    return queries.get_job(job_id, caller)
 
 
 @router.get(
     "/{job_id}/attempts", response_model=list[Attempt], summary="Every attempt of a fax, in order"
 )
-def get_attempts(job_id: JobId) -> list[dict[str, Any]]:
-    return queries.attempts(job_id)
+def get_attempts(job_id: JobId, caller: CallerDep) -> list[dict[str, Any]]:
+    return queries.attempts(job_id, caller)
 
 
 @router.get(
     "/{job_id}/events", response_model=list[Event], summary="Every status seen for a fax, in order"
 )
-def get_events(job_id: JobId) -> list[dict[str, Any]]:
-    return queries.events(job_id)
+def get_events(job_id: JobId, caller: CallerDep) -> list[dict[str, Any]]:
+    return queries.events(job_id, caller)
 
 
-def _action(name: str, act: Callable[[str], Job], summary: str) -> None:
-    """One ``POST /{job_id}/<name>`` route: 409 when the job's state does not allow it."""
+def _action(name: str, act: Callable[..., Job], summary: str) -> None:
+    """One ``POST /{job_id}/<name>`` route: 409 when the job's state does not allow it.
+    The job's events record who acted."""
 
-    def route(job_id: JobId) -> dict[str, Any]:
-        act(job_id)
-        return queries.get_job(job_id)
+    def route(job_id: JobId, caller: CallerDep) -> dict[str, Any]:
+        act(job_id, caller=caller)
+        return queries.get_job(job_id, caller)
 
     route.__name__ = f"{name}_fax"
     router.post(f"/{{job_id}}/{name}", response_model=Fax, summary=summary)(route)

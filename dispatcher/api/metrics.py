@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import and_, case, func, or_, select
 
 from dispatcher import guards
-from dispatcher.api.auth import require_token
+from dispatcher.api.auth import require_operator
 from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState
 from dispatcher.messaging import queue_depths
@@ -128,7 +128,7 @@ _registry = CollectorRegistry(auto_describe=False)
 _registry.register(FaxCollector())
 
 
-router = APIRouter(tags=["operations"], dependencies=[Depends(require_token)])
+router = APIRouter(tags=["operations"], dependencies=[Depends(require_operator)])
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

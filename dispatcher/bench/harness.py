@@ -115,7 +115,7 @@ class BenchStack:
         command[command.index("threads")] = pool
         command[command.index("workers.app")] = app
         if queues:
-            command[command.index("-Q") + 1] = queues
+            command += ["-Q", queues]
         env = {"FAX_SEND_CONCURRENCY": str(sends)} if sends else {}
         if home is not None:
             env["FAX_HOME"] = str(home)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dispatcher.cli import api as _api  # noqa: F401
 from dispatcher.cli import bench as _bench  # noqa: F401
 from dispatcher.cli import bulk as _bulk  # noqa: F401
+from dispatcher.cli import callbacks as _callbacks  # noqa: F401
 from dispatcher.cli import catalogue as _catalogue  # noqa: F401  (registers commands)
 from dispatcher.cli import db as _db  # noqa: F401
 from dispatcher.cli import flower as _flower  # noqa: F401
@@ -17,6 +18,7 @@ from dispatcher.cli import jobs as _jobs  # noqa: F401
 from dispatcher.cli import providers as _providers  # noqa: F401
 from dispatcher.cli import sandbox as _sandbox  # noqa: F401
 from dispatcher.cli import stack as _stack  # noqa: F401
+from dispatcher.cli import tenants as _tenants  # noqa: F401
 from dispatcher.cli._app import app
 
 __all__ = ["app", "main"]

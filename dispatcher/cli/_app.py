@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-__all__ = ["fail", "print_json"]
+from dispatcher.errors import (
+    IdempotencyConflict,
+    IllegalTransition,
+    NotFound,
+    ProviderError,
+    ValidationError,
+)
+
+__all__ = ["errors", "fail", "print_json"]
 
 app = typer.Typer(
     name="faxctl",
@@ -37,3 +47,18 @@ def fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
     """Print an error on stderr and return the Exit to raise."""
     err_console.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Map dispatcher errors to the documented exit codes."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise fail(str(exc), EXIT_INVALID) from None
+    except NotFound as exc:
+        raise fail(str(exc), EXIT_NOT_FOUND) from None
+    except (IllegalTransition, IdempotencyConflict) as exc:
+        raise fail(str(exc), EXIT_CONFLICT) from None
+    except ProviderError as exc:
+        raise fail(str(exc)) from None

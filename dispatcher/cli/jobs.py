@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import getpass
+import socket
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,44 +13,16 @@ import typer
 from rich.table import Table
 
 from dispatcher import operations, queries
-from dispatcher.cli._app import (
-    EXIT_CONFLICT,
-    EXIT_INVALID,
-    EXIT_NOT_FOUND,
-    JsonOption,
-    app,
-    console,
-    fail,
-    print_json,
-)
-from dispatcher.errors import (
-    IdempotencyConflict,
-    IllegalTransition,
-    JobNotFound,
-    ProviderError,
-    ValidationError,
-)
+from dispatcher.cli._app import EXIT_INVALID, JsonOption, app, console, errors, fail, print_json
+from dispatcher.lanes import parse_priority
 from dispatcher.providers.registry import PROVIDERS
 from dispatcher.submission import FaxRequest, submit
+from dispatcher.tenants import Caller
+from dispatcher.validation import normalize_number
 
 __all__ = ["attempts", "cancel", "hold", "list_", "resume", "retry", "send", "status"]
 
 JobId = Annotated[str, typer.Argument(help="The job id faxctl send printed.")]
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Map dispatcher errors to the documented exit codes."""
-    try:
-        yield
-    except ValidationError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
-    except JobNotFound as exc:
-        raise fail(str(exc), EXIT_NOT_FOUND) from None
-    except (IllegalTransition, IdempotencyConflict) as exc:
-        raise fail(str(exc), EXIT_CONFLICT) from None
-    except ProviderError as exc:
-        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -66,6 +39,10 @@ def send(
     deadline: Annotated[
         datetime | None, typer.Option(help="ISO time with zone; no attempt starts after it.")
     ] = None,
+    priority: Annotated[str | None, typer.Option(help="urgent, normal (default) or bulk.")] = None,
+    callback_url: Annotated[
+        str | None, typer.Option(help="Where its events are posted (needs FAX_CALLBACKS__SECRET).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Submit one fax; prints its job id."""
@@ -74,7 +51,7 @@ def send(
         if not path.is_file():
             raise fail(f"{path}: no such file", EXIT_INVALID)
         blobs.append((path.name, path.read_bytes()))
-    with _errors():
+    with errors():
         result = submit(
             FaxRequest(
                 to=to,
@@ -83,6 +60,8 @@ def send(
                 idempotency_key=idempotency_key,
                 send_at=send_at,
                 deadline=deadline,
+                priority=priority,
+                callback_url=callback_url,
             )
         )
     if as_json:
@@ -94,7 +73,7 @@ def send(
 @app.command()
 def status(job_id: JobId, as_json: JsonOption = False) -> None:
     """A job's state, last provider code and next step."""
-    with _errors():
+    with errors():
         view = queries.get_job(job_id)
     if as_json:
         print_json(view)
@@ -118,7 +97,7 @@ def status(job_id: JobId, as_json: JsonOption = False) -> None:
 @app.command()
 def attempts(job_id: JobId, as_json: JsonOption = False) -> None:
     """Every attempt of a job, in order, with the provider's code for each."""
-    with _errors():
+    with errors():
         rows = queries.attempts(job_id)
     if as_json:
         print_json(rows)
@@ -147,11 +126,35 @@ def attempts(job_id: JobId, as_json: JsonOption = False) -> None:
 def list_(
     state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
     provider: Annotated[str | None, typer.Option(help="Only this provider's jobs.")] = None,
+    priority: Annotated[str | None, typer.Option(help="urgent, normal or bulk.")] = None,
+    to: Annotated[str | None, typer.Option(help="Only faxes to this number (E.164).")] = None,
+    key: Annotated[str | None, typer.Option(help="The idempotency key it was sent with.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Only this batch's jobs.")] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option(help="key=value in its metadata (repeatable).")
+    ] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Created at or after (ISO time with zone).")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="Created before.")] = None,
+    before: Annotated[str | None, typer.Option(help="The last id of the previous page.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     as_json: JsonOption = False,
 ) -> None:
-    """The newest jobs."""
-    rows = queries.list_jobs(state=state, provider=provider, limit=limit)
+    """The newest jobs that match every filter given."""
+    with errors():
+        search = queries.Search(
+            state=state,
+            provider=provider,
+            priority=parse_priority(priority),
+            to=normalize_number(to) if to else None,
+            idempotency_key=key,
+            batch_id=batch,
+            since=since,
+            until=until,
+            metadata=queries.metadata_pairs(metadata or []),
+        )
+        rows = queries.list_jobs(search, limit=limit, before=before)
     if as_json:
         print_json(rows)
         return
@@ -164,9 +167,13 @@ def list_(
     console.print(table)
 
 
-def _operator(action: Callable[[str], Any], job_id: str, as_json: bool) -> None:
-    with _errors():
-        action(job_id)
+#: Who an action from this command line is recorded as, in the job's events.
+_ACTOR = Caller(None, f"faxctl:{getpass.getuser()}@{socket.gethostname()}"[:64])
+
+
+def _operator(action: Callable[..., Any], job_id: str, as_json: bool) -> None:
+    with errors():
+        action(job_id, caller=_ACTOR)
         view = queries.get_job(job_id)
     if as_json:
         print_json(view)

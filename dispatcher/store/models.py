@@ -28,14 +28,20 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from dispatcher.clock import utcnow
 
 __all__ = [
+    "ApiKey",
     "Attempt",
     "Base",
     "Batch",
+    "CallbackAttempt",
+    "CallbackDelivery",
+    "CallbackEndpoint",
     "Document",
     "DocumentContent",
     "Job",
     "JobDocument",
+    "JobTag",
     "StatusEvent",
+    "Tenant",
     "UTCDateTime",
     "WebhookEvent",
 ]
@@ -132,6 +138,12 @@ class Job(Base):
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: the bulk submission the job came in with, if any
     batch_id: Mapped[str | None] = mapped_column(String(32))
+    #: the tenant whose key submitted it; None for the operators' keys
+    tenant_id: Mapped[str | None] = mapped_column(String(32))
+    #: a ``Priority``: which dispatch lane the job waits in
+    priority: Mapped[str] = mapped_column(String(8), default="normal")
+    #: where the job's own events are posted, besides the tenant's endpoints
+    callback_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: the last change; while dispatching, the sending worker's last sign of life
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -152,7 +164,21 @@ class Job(Base):
         Index("ix_jobs_to_number", "to_number"),
         Index("ix_jobs_provider_fax_id", "provider", "provider_fax_id"),
         Index("ix_jobs_batch_id_state", "batch_id", "state"),
+        Index("ix_jobs_state_priority_next_attempt_at", "state", "priority", "next_attempt_at"),
+        Index("ix_jobs_tenant_id_created_at", "tenant_id", "created_at"),
     )
+
+
+class JobTag(Base):
+    """One metadata pair of a job, indexed so a search by ``key=value`` is one lookup."""
+
+    __tablename__ = "job_tags"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_job_tags_key_value", "key", "value"),)
 
 
 class Batch(Base):
@@ -162,6 +188,8 @@ class Batch(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
+    #: the tenant that uploaded it; None for the operators
+    tenant_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     rows: Mapped[int] = mapped_column(Integer, default=0)
     accepted: Mapped[int] = mapped_column(Integer, default=0)
@@ -235,6 +263,8 @@ class StatusEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     observed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: for an operator's action, who acted: an API key's id, an admin token, ``faxctl``
+    actor: Mapped[str | None] = mapped_column(String(64))
 
 
 class WebhookEvent(Base):
@@ -245,3 +275,92 @@ class WebhookEvent(Base):
     provider: Mapped[str] = mapped_column(String(16), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Tenant(Base):
+    """A backend service with its own keys, jobs, callback endpoints and limits."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: faxes per second it may submit (bursts of as many); None: no limit
+    send_rate: Mapped[float | None] = mapped_column(Float)
+    #: faxes per UTC day it may submit; None: no quota
+    daily_quota: Mapped[int | None] = mapped_column(Integer)
+    #: signs the events posted to its jobs' own ``callback_url`` (Standard Webhooks)
+    callback_secret: Mapped[str] = mapped_column(String(64))
+
+
+class ApiKey(Base):
+    """A tenant's API key: ``<prefix>_<id>_<secret>``; only the secret's SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class CallbackEndpoint(Base):
+    """A URL a tenant (or the operators, ``tenant_id`` None) registered for events."""
+
+    __tablename__ = "callback_endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(64))
+    event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None]
+
+
+class CallbackDelivery(Base):
+    """One event for one target: the outbox row, written with the job's state change,
+    then delivered at least once (``dispatcher.callbacks``)."""
+
+    __tablename__ = "callback_deliveries"
+
+    #: the Standard Webhooks ``webhook-id``: the same on every try, so receivers dedupe
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    endpoint_id: Mapped[str | None] = mapped_column(String(32))
+    tenant_id: Mapped[str | None] = mapped_column(String(32))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: a ``DeliveryState``
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_callback_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_callback_deliveries_endpoint_id_created_at", "endpoint_id", "created_at"),
+        Index("ix_callback_deliveries_tenant_id_created_at", "tenant_id", "created_at"),
+    )
+
+
+class CallbackAttempt(Base):
+    """One try at delivering an event: what the receiver answered, or why it did not."""
+
+    __tablename__ = "callback_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("callback_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)

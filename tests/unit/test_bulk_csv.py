@@ -12,6 +12,7 @@ import pytest
 
 from dispatcher.bulk import BulkPlan, _spooled, check_csv
 from dispatcher.errors import ValidationError
+from dispatcher.lanes import Priority
 from tests.fixtures.documents import make_pdf
 
 GOOD = "+12025550123"
@@ -45,7 +46,7 @@ def test_a_good_file_is_all_valid_and_numbered_like_a_spreadsheet(folder: Path) 
     path = write(folder, f"to,provider,meta_account\n{GOOD},faxplus,a-1\n\n{OTHER},,a-2\n")
 
     with check_csv(path, document=folder / "letter.pdf") as plan:
-        rows = [row for part in _spooled(plan) for row, _, _ in part]
+        rows = [row for part in _spooled(plan, Priority.BULK) for row, _, _ in part]
 
     # Then both are valid, the blank one is skipped, and the rows are numbered 2 and 4
     assert (plan.rows, plan.valid, plan.blank, plan.rejected) == (2, 2, 1, [])
@@ -57,7 +58,7 @@ def test_a_row_is_keyed_by_its_key_cell_else_by_what_it_asks_for(folder: Path) -
     text = f"to,meta_ref,key\n{GOOD},a,\n{GOOD},a,\n{GOOD},b,\n{GOOD},a,k1\n{GOOD},a,k2\n"
 
     with check_csv(write(folder, text), document=folder / "letter.pdf") as plan:
-        keys = [key for part in _spooled(plan) for _, key, _ in part]
+        keys = [key for part in _spooled(plan, Priority.BULK) for _, key, _ in part]
 
     # Then the same fax has the same key (a re-run adds it once), and a key cell wins
     assert keys[0] == keys[1] != keys[2]
