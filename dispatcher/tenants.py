@@ -23,6 +23,7 @@ from typing import Any
 import redis
 from sqlalchemy import func, select
 
+from config.settings import get_settings
 from dispatcher.broker import redis_client
 from dispatcher.clock import utcnow
 from dispatcher.errors import NotFound, TooManyRequests, ValidationError
@@ -175,10 +176,11 @@ def callback_secret(tenant_id: str) -> str:
 
 
 @cache
-def _bucket(client: redis.Redis, tenant_id: str, rate: float) -> TokenBucket:
-    return TokenBucket(
-        client, f"fax:tenant-rate:{tenant_id}", rate=rate, burst=max(1.0, rate * BURST_SECONDS)
-    )
+def _bucket(client: redis.Redis, tenant_id: str, rate: float, scale: float) -> TokenBucket:
+    """Refilled at ``rate`` faxes a second (after FAX_TIME_SCALE, like every other time),
+    holding at most a minute's worth."""
+    burst = max(1.0, rate * BURST_SECONDS)
+    return TokenBucket(client, f"fax:tenant-rate:{tenant_id}", rate=rate / scale, burst=burst)
 
 
 def admit(caller: Caller, count: int) -> None:
@@ -201,7 +203,7 @@ def admit(caller: Caller, count: int) -> None:
                 wait = (midnight + timedelta(days=1) - now).total_seconds()
                 raise TooManyRequests(f"the daily quota of {quota} faxes is reached", wait)
     if rate is not None:
-        bucket = _bucket(redis_client(), caller.tenant_id, rate)
+        bucket = _bucket(redis_client(), caller.tenant_id, rate, get_settings().time_scale)
         if count > bucket.burst:
             raise ValidationError(
                 "documents", f"at most {int(bucket.burst)} faxes per request at this rate"

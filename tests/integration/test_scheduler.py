@@ -123,3 +123,39 @@ def test_two_beats_at_once_split_the_work(
     assert sum(r.dispatched for r in reports) == 600
     pairs = dispatched_pairs(messages(broker_queue, "dispatch"))
     assert len(pairs) == len({job_id for job_id, _ in pairs}) == 600
+
+
+def test_each_lane_goes_out_on_its_own_queue_urgent_first(
+    engine: Engine, broker_queue: redis.Redis
+) -> None:
+    # Given more bulk work due than a tick takes, and a little urgent and normal work
+    due = utcnow() - timedelta(seconds=1)
+    add_jobs(engine, 700, JobState.PENDING, priority="bulk", next_attempt_at=due)
+    add_jobs(engine, 5, JobState.PENDING, priority="normal", next_attempt_at=due)
+    add_jobs(engine, 5, JobState.PENDING, priority="urgent", next_attempt_at=due)
+
+    report = tick()
+
+    # Then the urgent and normal work goes out whole, each lane on its queue, and bulk
+    # fills the rest of the tick
+    sizes = {
+        queue: len(dispatched_pairs(messages(broker_queue, queue)))
+        for queue in ("dispatch-urgent", "dispatch", "dispatch-bulk")
+    }
+    assert sizes == {"dispatch-urgent": 5, "dispatch": 5, "dispatch-bulk": 490}
+    assert report.dispatched == 500
+
+
+def test_urgent_work_never_takes_a_whole_tick_from_bulk(
+    engine: Engine, broker_queue: redis.Redis
+) -> None:
+    due = utcnow() - timedelta(seconds=1)
+    add_jobs(engine, 1000, JobState.PENDING, priority="urgent", next_attempt_at=due)
+    add_jobs(engine, 100, JobState.PENDING, priority="bulk", next_attempt_at=due)
+
+    tick()
+
+    urgent = len(dispatched_pairs(messages(broker_queue, "dispatch-urgent")))
+    bulk = len(dispatched_pairs(messages(broker_queue, "dispatch-bulk")))
+    share = get_settings().lane_share
+    assert bulk >= 500 * share and urgent + bulk == 500
