@@ -10,9 +10,11 @@ from dispatcher.bench.dispatch import measure_dispatch
 from dispatcher.bench.end_to_end import measure_end_to_end
 from dispatcher.bench.hosts import measure_hosts
 from dispatcher.bench.intake import measure_intake
+from dispatcher.bench.lanes import measure_lanes
 from dispatcher.bench.latency import measure_latency
 from dispatcher.bench.report import Measurement
 from dispatcher.bench.scheduler import measure_scheduler
+from dispatcher.bench.search import measure_search
 
 __all__ = ["Sizes", "run"]
 
@@ -28,6 +30,8 @@ class Sizes:
     scheduler: int = 100_000
     end_to_end: int = 10_000
     hosts: int = 3_000
+    lanes_backlog: int = 100_000
+    search: int = 1_000_000
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -39,6 +43,8 @@ class Sizes:
             scheduler=5_000,
             end_to_end=100,
             hosts=100,
+            lanes_backlog=2_000,
+            search=20_000,
         )
 
 
@@ -59,4 +65,9 @@ def run(sizes: Sizes, progress: Callable[[str], None] = lambda _: None) -> list[
     end_to_end = measure_end_to_end(sizes.end_to_end, layout, bare_rate)
     progress("end to end across hosts")
     hosts = measure_hosts(sizes.hosts, layout)
-    return [*results, throughput, *scheduler, memory, end_to_end, *([hosts] if hosts else [])]
+    progress("priority lanes")
+    lanes = measure_lanes(sizes.lanes_backlog, layout)
+    progress("search")
+    search = measure_search(sizes.search)
+    optional = [m for m in (hosts, search) if m is not None]
+    return [*results, throughput, *scheduler, memory, end_to_end, lanes, *optional]

@@ -12,7 +12,7 @@ from dispatcher.submission import FaxRequest
 __all__ = ["document", "interfax_requests", "plain_numbers"]
 
 #: Area codes for plain numbers; none holds a sandbox scenario, so every send succeeds.
-AREA_CODES = ("312", "415", "617", "212", "303", "206", "512", "404")
+AREA_CODES = ("312", "415", "617", "212", "303", "206", "512", "404", "213", "305", "310")
 
 
 @cache
@@ -21,7 +21,7 @@ def document() -> bytes:
 
 
 def plain_numbers(count: int) -> list[str]:
-    """``count`` distinct valid E.164 numbers (up to 80,000) outside the scenario table."""
+    """``count`` distinct valid E.164 numbers (up to 110,000) outside the scenario table."""
     return [f"+1{AREA_CODES[i // 10_000]}555{i % 10_000:04d}" for i in range(count)]
 
 

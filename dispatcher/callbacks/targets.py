@@ -57,7 +57,13 @@ def check_target(url: str, settings: CallbackSettings, field: str = "callback_ur
     default_port = 443 if parts.scheme == "https" else 80
     for address in _addresses(parts.hostname, port or default_port):
         if not address.is_global or address.is_multicast:
-            raise ValidationError(
-                field, f"{parts.hostname} is a loopback, private or reserved address"
-            )
+            raise ValidationError(field, f"{parts.hostname} is on a {_kind(address)} address")
     return url
+
+
+def _kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """What an address that is not public is, in words."""
+    for kind in ("loopback", "link_local", "multicast", "private"):
+        if getattr(address, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return "reserved"
