@@ -124,7 +124,8 @@ def measure_lanes(backlog: int, layout: Layout) -> Measurement:
             idle = [_urgent_seconds(stack, next(urgent_numbers)) for _ in range(URGENT_RUNS)]
             sha = _document_sha()
             _backlog(backlog, sha)
-            while stack.send_count() < URGENT_RUNS + 1000:  # the bulk run is flowing
+            flowing = URGENT_RUNS + 1 + min(1000, backlog // 2)
+            while stack.send_count() < flowing:  # the bulk run is under way
                 time.sleep(0.2)
             busy = []
             for _ in range(URGENT_RUNS):

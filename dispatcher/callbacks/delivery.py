@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select, true, update
@@ -203,8 +204,9 @@ def deliver(delivery_id: str) -> str:
                     seconds=seconds,
                 )
             )
-    if state == FAILED:
-        log.warning("callback %s to %s failed for good: %s", delivery_id, row.url, error)
+    if state == FAILED:  # the URL's host only: its path or query may carry a token
+        host = urlsplit(row.url).hostname
+        log.warning("callback %s to %s failed for good: %s", delivery_id, host, error)
     return state
 
 

@@ -23,6 +23,8 @@ TINY = Sizes(
     scheduler=500,
     end_to_end=30,
     hosts=20,
+    lanes_backlog=60,
+    search=500,
 )
 MEASUREMENTS = {
     "intake",
@@ -33,8 +35,10 @@ MEASUREMENTS = {
     "scheduler_postgresql",
     "end_to_end",
     "hosts",
+    "lanes",
+    "search",
 }
-NEEDS_POSTGRES = {"scheduler_postgresql", "hosts"}
+NEEDS_POSTGRES = {"scheduler_postgresql", "hosts", "search"}
 
 
 @pytest.mark.timeout(240)

@@ -75,7 +75,7 @@ def test_bulk_accepts_the_good_rows_reports_the_bad_and_a_rerun_adds_nothing(
     assert count(Job) == count(JobDocument) == 296
     assert count(Document) == 1
     # and nothing was published one by one: the jobs are due now, for the tick
-    assert broker_queue.llen("dispatch") == 0
+    assert sum(broker_queue.llen(q) for q in ("dispatch", "dispatch-bulk")) == 0
     with get_engine().connect() as conn:
         latest = conn.execute(select(func.max(Job.next_attempt_at))).scalar_one()
         meta = conn.execute(select(Job.meta).where(Job.to_number == numbers(300)[2])).scalar()
@@ -176,7 +176,7 @@ def test_the_tick_dispatches_bulk_jobs_in_batches(
     reports = [tick().dispatched for _ in range(4)]
 
     assert reports == [40, 40, 20, 0]
-    # Each tick's batch goes out as batch messages of at most 50 jobs: 40, 40, 20.
-    bodies = [json.loads(raw)["body"] for raw in broker_queue.lrange("dispatch", 0, -1)]
+    # Each tick's batch goes out, in the bulk lane, as batch messages of at most 50 jobs.
+    bodies = [json.loads(raw)["body"] for raw in broker_queue.lrange("dispatch-bulk", 0, -1)]
     pairs = [p for body in bodies for p in json.loads(base64.b64decode(body))[0][0]]
     assert len(bodies) == 3 and len({job_id for job_id, _ in pairs}) == 100

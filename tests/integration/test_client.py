@@ -34,6 +34,7 @@ from dispatcher.processes import free_port, wait_for
 from dispatcher.schemas import Fax
 from dispatcher.store.db import get_engine
 from dispatcher.store.models import Job
+from dispatcher.tenants import create_key
 from tests.fixtures.documents import make_pdf
 
 TOKEN = "client-" + "c" * 40
@@ -194,3 +195,30 @@ def test_faxctl_bulk_sends_a_file_to_a_remote_api_in_parts(
     assert code == 0
     assert (fixed["accepted"], fixed["duplicates"]) == (2, 18)
     assert jobs() == 20
+
+
+def test_the_client_searches_registers_endpoints_and_reads_deliveries_as_a_tenant(
+    api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a tenant's key, and faxes of its own (and a local receiver allowed)
+    monkeypatch.setenv("FAX_CALLBACKS__ALLOW_HTTP", "true")
+    monkeypatch.setenv("FAX_CALLBACKS__ALLOW_PRIVATE", "true")
+    get_settings.cache_clear()
+    tenant = create_key("client-tenant")
+    with FaxClient(api_url, tenant.key) as client:
+        urgent = client.submit(
+            SUCCESS, [("a.pdf", make_pdf())], metadata={"invoice": "7"}, priority="urgent"
+        )
+        client.submit(SUCCESS, [("a.pdf", make_pdf())], metadata={"invoice": "8"})
+
+        # When it searches, and registers an endpoint
+        found = client.list(metadata={"invoice": "7"}, priority="urgent", to=SUCCESS)
+        endpoint = client.register_endpoint("http://127.0.0.1:9/hook", ["fax.failed"])
+
+        # Then it finds exactly its fax, typed, and its endpoint with a secret shown once
+        assert [f.id for f in found.items] == [urgent.id] and found.items[0].priority == "urgent"
+        assert endpoint.secret.startswith("whsec_") and endpoint.event_types == ["fax.failed"]
+        assert [e.id for e in client.endpoints()] == [endpoint.id]
+        assert client.deliveries().items == []
+    with FaxClient(api_url, TOKEN) as operators, pytest.raises(NotFound):
+        operators.redeliver("msg_" + "0" * 32)
