@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from dispatcher.api.auth import CallerDep, require_caller
+from dispatcher.api.cursor import page_of
 from dispatcher.api.errors import ERROR_RESPONSES
 from dispatcher.callbacks import EVENT_TYPES, delivery, endpoints
 from dispatcher.schemas import Delivery, DeliveryPage, Endpoint, EndpointCreated
@@ -74,9 +75,7 @@ def list_deliveries(
     items = delivery.list_deliveries(
         caller, endpoint_id=endpoint_id, job_id=job_id, state=state, limit=limit + 1, before=before
     )
-    more = len(items) > limit
-    items = items[:limit]
-    return {"items": items, "next": items[-1]["id"] if more else None}
+    return page_of(items, limit)
 
 
 @router.get("/callbacks/{delivery_id}", response_model=Delivery, summary="One delivery, every try")

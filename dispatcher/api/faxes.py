@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Respons
 
 from dispatcher import operations, queries
 from dispatcher.api.auth import CallerDep, require_caller
+from dispatcher.api.cursor import page_of
 from dispatcher.api.errors import ERROR_RESPONSES
 from dispatcher.errors import JobNotFound, ValidationError
 from dispatcher.lanes import Priority, parse_priority
@@ -196,9 +197,7 @@ def list_faxes(
         items = queries.list_jobs(search, caller, limit=limit + 1, before=before)
     except JobNotFound:
         raise ValidationError("before", "not a cursor from a previous page") from None
-    more = len(items) > limit
-    items = items[:limit]
-    return {"items": items, "next": items[-1]["id"] if more else None}
+    return page_of(items, limit)
 
 
 @router.get("/{job_id}", response_model=Fax, summary="Read one fax")

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select, true, update
+from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from config.settings import CallbackSettings, Settings, get_settings
@@ -284,14 +285,19 @@ def list_deliveries(
         return [delivery_view(row) for row in session.scalars(query)]
 
 
+def _load(session: Session, caller: Caller, delivery_id: str) -> CallbackDelivery:
+    row = session.scalars(
+        select(CallbackDelivery).where(CallbackDelivery.id == delivery_id, _owned(caller))
+    ).first()
+    if row is None:
+        raise NotFound("delivery", delivery_id)
+    return row
+
+
 def get_delivery(caller: Caller, delivery_id: str) -> dict[str, Any]:
     """One delivery with every try of it."""
     with session_scope() as session:
-        row = session.scalars(
-            select(CallbackDelivery).where(CallbackDelivery.id == delivery_id, _owned(caller))
-        ).first()
-        if row is None:
-            raise NotFound("delivery", delivery_id)
+        row = _load(session, caller, delivery_id)
         tries = session.scalars(
             select(CallbackAttempt)
             .where(CallbackAttempt.delivery_id == delivery_id)
@@ -303,11 +309,7 @@ def get_delivery(caller: Caller, delivery_id: str) -> dict[str, Any]:
 def redeliver(caller: Caller, delivery_id: str) -> dict[str, Any]:
     """Try a delivery again now, with a fresh retry schedule (delivered or failed too)."""
     with session_scope() as session:
-        row = session.scalars(
-            select(CallbackDelivery).where(CallbackDelivery.id == delivery_id, _owned(caller))
-        ).first()
-        if row is None:
-            raise NotFound("delivery", delivery_id)
+        row = _load(session, caller, delivery_id)
         row.state, row.attempts, row.next_attempt_at = PENDING, 0, utcnow()
         row.delivered_at = None
     return get_delivery(caller, delivery_id)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from dispatcher.errors import (
     IdempotencyConflict,
@@ -18,7 +19,7 @@ from dispatcher.errors import (
     ValidationError,
 )
 
-__all__ = ["errors", "fail", "print_json"]
+__all__ = ["errors", "fail", "print_json", "print_rows"]
 
 app = typer.Typer(
     name="faxctl",
@@ -41,6 +42,18 @@ EXIT_CONFLICT = 4
 def print_json(data: Any) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def print_rows(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str | None = None
+) -> None:
+    """A table of ``rows`` for people: one column per name in ``columns``, blank for None."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    console.print(table)
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:

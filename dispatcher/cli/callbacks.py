@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from dispatcher.callbacks import delivery
-from dispatcher.cli._app import JsonOption, app, console, errors, print_json
+from dispatcher.cli._app import JsonOption, app, console, errors, print_json, print_rows
 from dispatcher.tenants import OPERATOR
 
 __all__ = ["list_", "redeliver", "show"]
@@ -37,13 +36,7 @@ def list_(
     if as_json:
         print_json(rows)
         return
-    table = Table()
-    columns = ("id", "event_type", "job_id", "url", "state", "attempts", "last_status")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-    console.print(table)
+    print_rows(rows, ("id", "event_type", "job_id", "url", "state", "attempts", "last_status"))
 
 
 @callbacks_app.command()

@@ -10,10 +10,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from dispatcher import operations, queries
-from dispatcher.cli._app import EXIT_INVALID, JsonOption, app, console, errors, fail, print_json
+from dispatcher.cli._app import (
+    EXIT_INVALID,
+    JsonOption,
+    app,
+    console,
+    errors,
+    fail,
+    print_json,
+    print_rows,
+)
 from dispatcher.lanes import parse_priority
 from dispatcher.providers.registry import PROVIDERS
 from dispatcher.submission import FaxRequest, submit
@@ -102,24 +110,22 @@ def attempts(job_id: JobId, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table(title=f"attempts of {job_id}")
-    columns = (
-        "number",
-        "kind",
-        "provider",
-        "provider_fax_id",
-        "code",
-        "remediation",
-        "started_at",
-        "finished_at",
-        "pages_sent",
-        "error",
+    print_rows(
+        rows,
+        (
+            "number",
+            "kind",
+            "provider",
+            "provider_fax_id",
+            "code",
+            "remediation",
+            "started_at",
+            "finished_at",
+            "pages_sent",
+            "error",
+        ),
+        title=f"attempts of {job_id}",
     )
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-    console.print(table)
 
 
 @app.command("list")
@@ -158,13 +164,7 @@ def list_(
     if as_json:
         print_json(rows)
         return
-    table = Table()
-    columns = ("id", "state", "provider", "to", "attempts", "last_code", "reason")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-    console.print(table)
+    print_rows(rows, ("id", "state", "provider", "to", "attempts", "last_code", "reason"))
 
 
 #: Who an action from this command line is recorded as, in the job's events.

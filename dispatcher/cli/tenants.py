@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from dispatcher import tenants
-from dispatcher.cli._app import JsonOption, app, console, errors, print_json
+from dispatcher.cli._app import JsonOption, app, console, errors, print_json, print_rows
 
 __all__ = ["create", "limits", "list_", "revoke"]
 
@@ -56,13 +55,7 @@ def list_(
     if as_json:
         print_json(rows)
         return
-    table = Table()
-    columns = ("id", "tenant", "name", "created_at", "last_used_at", "revoked_at")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-    console.print(table)
+    print_rows(rows, ("id", "tenant", "name", "created_at", "last_used_at", "revoked_at"))
 
 
 @keys_app.command()
