@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.webhooks",
     "tests.fixtures.objectstore",
     "tests.fixtures.twin",
+    "tests.fixtures.api",
 ]
 
 

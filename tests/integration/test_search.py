@@ -4,8 +4,6 @@ filter at once, page by page."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,25 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text, update
 
-from config.settings import get_settings
-from dispatcher.api import create_app
 from dispatcher.store.db import engine_for, session_scope, upgrade
 from dispatcher.store.models import Job
 from dispatcher.submission import FaxRequest, submit_many
+from tests.fixtures.api import ADMIN, bearer
 from tests.fixtures.documents import make_pdf
-
-ADMIN = "admin-" + "d" * 40
-AUTH = {"Authorization": f"Bearer {ADMIN}"}
-
-
-@pytest.fixture
-def api(db_url: str, broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("FAX_DATABASE_URL", db_url)
-    monkeypatch.setenv("FAX_BROKER_URL", broker_url)
-    monkeypatch.setenv("FAX_API_TOKENS", json.dumps([ADMIN]))
-    get_settings.cache_clear()
-    with TestClient(create_app(), headers=AUTH) as client:
-        yield client
 
 
 @pytest.fixture
@@ -65,7 +49,7 @@ def jobs(api: TestClient) -> list[str]:
 
 
 def found(api: TestClient, **params: object) -> list[str]:
-    response = api.get("/v1/faxes", params=params)
+    response = api.get("/v1/faxes", params=params, headers=bearer(ADMIN))
     assert response.status_code == 200, response.text
     return [item["id"] for item in response.json()["items"]]
 
@@ -94,7 +78,7 @@ def test_pages_follow_one_another_without_gaps_or_repeats(api: TestClient, jobs:
         params: dict[str, object] = {"limit": 5, "metadata": "customer=acme"}
         if cursor:
             params["before"] = cursor
-        page = api.get("/v1/faxes", params=params).json()
+        page = api.get("/v1/faxes", params=params, headers=bearer(ADMIN)).json()
         seen.extend(item["id"] for item in page["items"])
         cursor = page["next"]
         if cursor is None:
@@ -113,7 +97,7 @@ def test_pages_follow_one_another_without_gaps_or_repeats(api: TestClient, jobs:
     ],
 )
 def test_a_bad_filter_is_a_clear_422(api: TestClient, params: dict[str, str], field: str) -> None:
-    response = api.get("/v1/faxes", params=params)
+    response = api.get("/v1/faxes", params=params, headers=bearer(ADMIN))
     assert response.status_code == 422
     assert response.json()["field"] == field
 

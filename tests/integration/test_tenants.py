@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,24 +17,10 @@ from dispatcher.api import create_app
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import ApiKey
 from dispatcher.tenants import create_key, revoke_key, set_limits
+from tests.fixtures.api import ADMIN, bearer
 from tests.fixtures.documents import make_pdf
 
-ADMIN = "admin-" + "c" * 40
 SUCCESS = "+12025550100"
-
-
-@pytest.fixture
-def api(db_url: str, broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("FAX_DATABASE_URL", db_url)
-    monkeypatch.setenv("FAX_BROKER_URL", broker_url)
-    monkeypatch.setenv("FAX_API_TOKENS", json.dumps([ADMIN]))
-    get_settings.cache_clear()
-    with TestClient(create_app()) as client:
-        yield client
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def submit(
