@@ -65,6 +65,8 @@ class CeleryConfig:
         "fax.reconcile": {"queue": "dispatch"},
         "fax.poll": {"queue": "poll"},
         "fax.deliver_callbacks": {"queue": "callbacks"},
+        # Housekeeping that may take a while waits behind every fax.
+        "fax.purge": {"queue": "dispatch-bulk"},
     }
     # Task events cost a broker round trip each; Flower switches them on in the workers
     # it watches (its default), so a worker without Flower does not pay for them.
@@ -93,4 +95,5 @@ class CeleryConfig:
         return {
             "fax.tick": {"task": "fax.tick", "schedule": settings.tick_interval},
             "fax.watchdog": {"task": "fax.watchdog", "schedule": settings.watchdog_interval},
+            "fax.purge": {"task": "fax.purge", "schedule": settings.retention.interval},
         }

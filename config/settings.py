@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "CallbackSettings",
     "MaxAgeSettings",
+    "RetentionSettings",
     "S3Settings",
     "Settings",
     "get_settings",
@@ -44,6 +45,29 @@ class MaxAgeSettings(BaseModel):
     dispatching: float = Field(default=3600.0, gt=0)
     in_progress: float = Field(default=2 * 86400.0, gt=0)
     held: float = Field(default=7 * 86400.0, gt=0)
+
+
+class RetentionSettings(BaseModel):
+    """How long a job's protected data is kept after the job ends (real seconds); then
+    beat purges it (``dispatcher.retention``). The job's record stays: state, attempts,
+    codes and times, so its history and the metrics remain."""
+
+    documents: float = Field(
+        default=7 * 86400.0, ge=0, description="The documents' bytes and names (7 days)."
+    )
+    recipient: float = Field(
+        default=30 * 86400.0,
+        ge=0,
+        description="The destination number (masked to +1202555****) and metadata (30 days).",
+    )
+    payloads: float = Field(
+        default=30 * 86400.0, ge=0, description="The providers' raw status payloads (30 days)."
+    )
+    interval: float = Field(default=300.0, gt=0, description="Seconds between purge runs.")
+    batch_size: int = Field(default=500, gt=0, description="Jobs purged per transaction.")
+    run_seconds: float = Field(
+        default=30.0, gt=0, description="Seconds one purge run works before leaving the rest."
+    )
 
 
 class CallbackSettings(BaseModel):
@@ -92,6 +116,13 @@ class Settings(BaseSettings):
         description="Where documents' bytes live: the database, or the S3 store FAX_S3__*.",
     )
     s3: S3Settings = S3Settings()
+    document_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Fernet keys encrypting documents at rest (JSON list): the first "
+        "encrypts, all decrypt. Required unless the database is a SQLite file, beside "
+        "which a key is generated.",
+    )
+    retention: RetentionSettings = RetentionSettings()
     retry_policy_file: Path = Field(
         default=CONFIG_DIR / "retry_policy.toml",
         description="Backoff per provider and code family (TOML).",

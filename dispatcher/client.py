@@ -440,6 +440,9 @@ class _Calls:
     def action(self, job_id: str, name: str) -> _Call:
         return _Call(self._request("POST", f"/v1/faxes/{job_id}/{name}"), False, _FAX)
 
+    def purge_data(self, job_id: str) -> _Call:
+        return _Call(self._request("DELETE", f"/v1/faxes/{job_id}/data"), True, _FAX)
+
 
 class FaxClient:
     """The API over HTTP, blocking. One instance holds one pooled connection set: share it."""
@@ -612,6 +615,11 @@ class FaxClient:
 
     def retry(self, job_id: str) -> Fax:
         result: Fax = self._run(self._calls.action(job_id, "retry"))
+        return result
+
+    def purge_data(self, job_id: str) -> Fax:
+        """Purge an ended fax's documents, number, metadata and raw payloads now."""
+        result: Fax = self._run(self._calls.purge_data(job_id))
         return result
 
     def close(self) -> None:
@@ -789,6 +797,11 @@ class AsyncFaxClient:
 
     async def retry(self, job_id: str) -> Fax:
         result: Fax = await self._run(self._calls.action(job_id, "retry"))
+        return result
+
+    async def purge_data(self, job_id: str) -> Fax:
+        """Purge an ended fax's documents, number, metadata and raw payloads now."""
+        result: Fax = await self._run(self._calls.purge_data(job_id))
         return result
 
     async def aclose(self) -> None:

@@ -22,6 +22,7 @@ from config.settings import get_settings
 from dispatcher.broker import redis_client
 from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderError, ProviderTransientError
+from dispatcher.privacy import mask_number
 from dispatcher.resilience import CircuitBreaker, LineLeases, TokenBucket
 from dispatcher.resilience.breaker import ALLOWS_LUA
 from dispatcher.resilience.lines import TAKES_LUA, Line
@@ -202,14 +203,14 @@ def keep_line(number: str, job_id: str) -> None:
     try:
         _lines().refresh(number, job_id)
     except redis.RedisError as exc:
-        log.warning("could not refresh the line of %s: %s", number, exc)
+        log.warning("could not refresh the line of %s: %s", mask_number(number), exc)
 
 
 def release_line(number: str, job_id: str) -> None:
     try:
         _lines().release(number, job_id)
     except redis.RedisError as exc:  # the lease expires by itself
-        log.warning("could not release the line of %s: %s", number, exc)
+        log.warning("could not release the line of %s: %s", mask_number(number), exc)
 
 
 def share_busy(number: str, seconds: float) -> None:

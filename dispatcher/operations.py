@@ -101,7 +101,12 @@ def resume(job_id: str, why: str = "resumed by an operator", caller: Caller = OP
 def retry(job_id: str, why: str = "retried by an operator", caller: Caller = OPERATOR) -> Job:
     """Give a failed job a fresh attempt budget and send it again."""
     with session_scope() as session:
-        attempts = _load(session, job_id, caller).attempt_count
+        job = _load(session, job_id, caller)
+        if job.documents_purged_at is not None or job.recipient_purged_at is not None:
+            raise IllegalTransition(
+                job_id, f"{job.state}, and its documents or number were purged", "pending"
+            )
+        attempts = job.attempt_count
     return _requeue(
         _act(
             job_id,

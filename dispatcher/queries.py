@@ -68,6 +68,9 @@ def job_view(job: Job) -> dict[str, Any]:
         "created_at": _iso(job.created_at),
         "updated_at": _iso(job.updated_at),
         "finished_at": _iso(job.finished_at),
+        "documents_purged_at": _iso(job.documents_purged_at),
+        "recipient_purged_at": _iso(job.recipient_purged_at),
+        "payloads_purged_at": _iso(job.payloads_purged_at),
     }
 
 

@@ -14,6 +14,7 @@ from dispatcher.providers.base import ProviderAdapter
 from dispatcher.providers.observed import ObservedAdapter
 from dispatcher.providers.registry import build_adapter
 from dispatcher.store.documents import DatabaseStore, DocumentStore, ObjectStore
+from dispatcher.store.encryption import cipher_for
 
 __all__ = ["clear_adapters", "document_store", "get_adapter", "policy"]
 
@@ -33,15 +34,18 @@ _stores: dict[str, DocumentStore] = {}
 
 
 def document_store(settings: Settings | None = None) -> DocumentStore:
-    """The store FAX_DOCUMENT_STORE names, one per configuration per process (an object
-    store client is built once)."""
+    """The store FAX_DOCUMENT_STORE names, with the keys of FAX_DOCUMENT_KEYS, one per
+    configuration per process (an object store client is built once)."""
     settings = settings or get_settings()
-    key = settings.document_store + settings.s3.model_dump_json()
+    keys = "|".join(k.get_secret_value() for k in settings.document_keys)
+    key = "|".join((settings.document_store, settings.s3.model_dump_json(), keys))
+    key += settings.resolved_database_url
     if key not in _stores:
+        cipher = cipher_for(settings)
         if settings.document_store == "s3":
-            _stores[key] = ObjectStore(settings.s3)
+            _stores[key] = ObjectStore(settings.s3, cipher)
         else:
-            _stores[key] = DatabaseStore()
+            _stores[key] = DatabaseStore(cipher)
     return _stores[key]
 
 

@@ -49,6 +49,15 @@ class Fax(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    documents_purged_at: datetime | None = Field(
+        default=None, description="When retention purged the documents."
+    )
+    recipient_purged_at: datetime | None = Field(
+        default=None, description="When the number was masked and the metadata dropped."
+    )
+    payloads_purged_at: datetime | None = Field(
+        default=None, description="When the providers' raw payloads were purged."
+    )
 
 
 class FaxPage(BaseModel):

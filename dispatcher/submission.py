@@ -149,9 +149,10 @@ def _taken(session: Session, keys: list[str], tenant_id: str | None) -> dict[str
 
 
 def _store_documents(session: Session, faxes: Iterable[ValidFax]) -> None:
-    """Write each distinct document once, its bytes to the document store and its row,
-    in the jobs' transaction (concurrent producers race here harmlessly: the inserts skip
-    rows that already exist)."""
+    """Write each distinct document once, its row and its bytes to the document store,
+    in the jobs' transaction. The row is written first and locked (a no-op update when it
+    exists), in sha order: a purge of the same content waits for this transaction, so it
+    never takes away bytes a job being submitted needs (``dispatcher.retention``)."""
     infos = {info.sha256: (content, info) for fax in faxes for _, content, info in fax.documents}
     rows = [
         {
@@ -161,10 +162,15 @@ def _store_documents(session: Session, faxes: Iterable[ValidFax]) -> None:
             "page_count": i.page_count,
             "created_at": utcnow(),
         }
-        for sha, (_, i) in infos.items()
+        for sha, (_, i) in sorted(infos.items())
     ]
     upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(upsert(Document).values(rows).on_conflict_do_nothing())
+    statement = upsert(Document).values(rows)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Document.sha256], set_={"size": statement.excluded.size}
+        )
+    )
     document_store().save(session.connection(), {sha: c for sha, (c, _) in infos.items()})
 
 

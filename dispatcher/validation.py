@@ -21,6 +21,7 @@ from dispatcher.documents import DocumentInfo, inspect_document
 from dispatcher.errors import ValidationError
 from dispatcher.lanes import Priority, parse_priority
 from dispatcher.policy import PartialSend
+from dispatcher.privacy import mask_number
 from dispatcher.providers.registry import definition, definitions, provider_name
 from dispatcher.routing import current_routing
 
@@ -67,19 +68,20 @@ def _parse_number(raw: str, field: str) -> phonenumbers.PhoneNumber:
         raise ValidationError(field, "a destination number is required")
     if len(text) > 32:
         raise ValidationError(field, "the number is too long")
+    shown = mask_number(text)  # error bodies end up in logs: never the whole number
     if not text.startswith("+"):
-        raise ValidationError(field, f"{text!r} is not in international format (+country...)")
+        raise ValidationError(field, f"{shown!r} is not in international format (+country...)")
     try:
         number = phonenumbers.parse(text, None)
     except NumberParseException as exc:
-        raise ValidationError(field, f"{text!r} is not a phone number: {exc}") from exc
+        raise ValidationError(field, f"{shown!r} is not a phone number: {exc}") from exc
     if not phonenumbers.is_possible_number(number):
-        raise ValidationError(field, f"{text!r} has the wrong length for its country")
+        raise ValidationError(field, f"{shown!r} has the wrong length for its country")
     # number_type is UNKNOWN exactly when is_valid_number is false: asking once instead
     # of both halves the cost, which is most of checking a 100,000-row bulk file.
     kind = phonenumbers.number_type(number)
     if kind == PhoneNumberType.UNKNOWN:
-        raise ValidationError(field, f"{text!r} is not a valid number in its country")
+        raise ValidationError(field, f"{shown!r} is not a valid number in its country")
     refused = _REFUSED_TYPES.get(kind)
     if refused:
         raise ValidationError(field, refused)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.settings import get_settings
+from tests.fixtures.documents import DOCUMENT_KEYS
 
 pytest_plugins = [
     "tests.fixtures.stack",
@@ -22,6 +23,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
     """Each test reads settings fresh, with FAX_HOME in a temp dir and no stray .env."""
     home = tmp_path_factory.mktemp("fax-home")
     monkeypatch.setenv("FAX_HOME", str(home))
+    monkeypatch.setenv("FAX_DOCUMENT_KEYS", DOCUMENT_KEYS)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import Task
 
-from dispatcher import scheduler, sending, tracking, watchdog
+from dispatcher import retention, scheduler, sending, tracking, watchdog
 from dispatcher.callbacks import delivery
 from dispatcher.errors import FaxError
 from workers.app import app
@@ -82,3 +82,9 @@ def tick() -> dict[str, int]:
 def watch() -> int:
     """Move jobs that waited too long in a state where an operator sees them (run by beat)."""
     return watchdog.watch()
+
+
+@app.task(name="fax.purge", base=FaxTask)
+def purge() -> dict[str, int]:
+    """Purge the protected data of ended faxes past their retention (run by beat)."""
+    return {kind.value: n for kind, n in retention.purge_expired().jobs.items()}

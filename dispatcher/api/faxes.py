@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Response, UploadFile
 
-from dispatcher import operations, queries
+from dispatcher import operations, queries, retention
 from dispatcher.api.auth import CallerDep, require_caller
 from dispatcher.api.cursor import page_of
 from dispatcher.api.errors import ERROR_RESPONSES
@@ -36,6 +36,7 @@ __all__ = [
     "get_events",
     "get_fax",
     "list_faxes",
+    "purge_fax_data",
     "router",
     "upload_name",
 ]
@@ -229,6 +230,18 @@ def _action(name: str, act: Callable[..., Job], summary: str) -> None:
 
     route.__name__ = f"{name}_fax"
     router.post(f"/{{job_id}}/{name}", response_model=Fax, summary=summary)(route)
+
+
+@router.delete(
+    "/{job_id}/data",
+    response_model=Fax,
+    summary="Purge an ended fax's documents, number, metadata and raw payloads now",
+)
+def purge_fax_data(job_id: JobId, caller: CallerDep) -> dict[str, Any]:
+    """What retention would purge later, at once; the record (state, attempts, codes,
+    times) stays. 409 while the fax has not ended."""
+    retention.purge_job(job_id, caller)
+    return queries.get_job(job_id, caller)
 
 
 _action("cancel", operations.cancel, "Cancel a fax (at the provider too, if in progress)")

@@ -7,6 +7,7 @@ process at the stack (environment, cached settings, adapters) and restores it af
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 import psutil
+from cryptography.fernet import Fernet
 
 from config.settings import CONFIG_DIR, get_settings
 from dispatcher.broker import ensure_embedded_broker, stop_embedded_broker
@@ -184,6 +186,7 @@ def bench_stack(
         env.update(
             FAX_HOME=str(home),
             FAX_DATABASE_URL=db_url,
+            FAX_DOCUMENT_KEYS=json.dumps([Fernet.generate_key().decode()]),
             FAX_BROKER_URL=broker,
             FAX_TIME_SCALE=str(time_scale),
             FAX_ROUTING_FILE=str(_routing_without_limits(home / "routing.toml")),

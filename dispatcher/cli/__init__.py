@@ -15,6 +15,7 @@ from dispatcher.cli import catalogue as _catalogue  # noqa: F401  (registers com
 from dispatcher.cli import db as _db  # noqa: F401
 from dispatcher.cli import flower as _flower  # noqa: F401
 from dispatcher.cli import jobs as _jobs  # noqa: F401
+from dispatcher.cli import privacy as _privacy  # noqa: F401
 from dispatcher.cli import providers as _providers  # noqa: F401
 from dispatcher.cli import sandbox as _sandbox  # noqa: F401
 from dispatcher.cli import stack as _stack  # noqa: F401

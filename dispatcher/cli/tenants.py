@@ -12,7 +12,9 @@ from dispatcher.cli._app import JsonOption, app, console, errors, print_json, pr
 
 __all__ = ["create", "limits", "list_", "revoke"]
 
-keys_app = typer.Typer(help="A tenant's API keys.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Tenants' API keys, and the documents' encryption keys.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 tenants_app = typer.Typer(help="Tenants: their send rate and daily quota.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import redis
 
+from dispatcher.privacy import number_key
+
 __all__ = ["TAKES_LUA", "Line", "LineLeases"]
 
 #: Lua: take the line for a job. 1 when taken (or already the job's: its TTL is renewed),
@@ -88,10 +90,10 @@ class LineLeases:
         self._block = client.register_script(_BLOCK)
 
     def _lease(self, number: str) -> str:
-        return f"{self.prefix}:{number}"
+        return f"{self.prefix}:{number_key(number)}"
 
     def _blocked(self, number: str) -> str:
-        return f"{self.prefix}:{number}:blocked"
+        return f"{self.prefix}:{number_key(number)}:blocked"
 
     def take_keys(self, number: str) -> list[str]:
         """KEYS of ``TAKES_LUA`` for a number: its lease, its block marker."""

@@ -34,6 +34,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # A purged number or document is overwritten in the file, not left in a free page.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

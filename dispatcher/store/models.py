@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -150,6 +151,10 @@ class Job(Base):
     #: when the job entered its current state (how long it has waited there)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    #: when retention purged the documents, the number and metadata, the raw payloads
+    documents_purged_at: Mapped[datetime | None]
+    recipient_purged_at: Mapped[datetime | None]
+    payloads_purged_at: Mapped[datetime | None]
 
     attempts: Mapped[list[Attempt]] = relationship(
         order_by="Attempt.number", cascade="all, delete-orphan", lazy="raise_on_sql"
@@ -166,6 +171,15 @@ class Job(Base):
         Index("ix_jobs_batch_id_state", "batch_id", "state"),
         Index("ix_jobs_state_priority_next_attempt_at", "state", "priority", "next_attempt_at"),
         Index("ix_jobs_tenant_id_created_at", "tenant_id", "created_at"),
+        *(
+            Index(
+                f"ix_jobs_{kind}_unpurged",
+                "finished_at",
+                postgresql_where=text(f"{kind}_purged_at IS NULL"),
+                sqlite_where=text(f"{kind}_purged_at IS NULL"),
+            )
+            for kind in ("documents", "recipient", "payloads")
+        ),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import Table, func, select
 from typer.testing import CliRunner
 
@@ -21,7 +22,7 @@ from dispatcher.runtime import document_store
 from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import DocumentContent, JobDocument
 from dispatcher.submission import FaxRequest, submit, submit_many
-from tests.fixtures.documents import make_pdf
+from tests.fixtures.documents import DOCUMENT_KEY, make_pdf
 from tests.fixtures.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -51,10 +52,12 @@ def test_documents_go_to_the_object_store_and_a_worker_sends_from_it(stack: Stac
     pdf = make_pdf(2)
     job_id = submit(FaxRequest(to=SUCCESS, documents=[("a.pdf", pdf)], provider="interfax")).job_id
 
-    # Then its bytes are an object named by their sha256, and not in the database
+    # Then its bytes are an object named by their sha256, encrypted, and not in the database
     client, bucket = _bucket()
     key = f"documents/{hashlib.sha256(pdf).hexdigest()}"
-    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == pdf
+    stored = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert b"%PDF" not in stored and pdf[64:128] not in stored
+    assert Fernet(DOCUMENT_KEY).decrypt(stored) == pdf
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(DocumentContent)) == 0
 

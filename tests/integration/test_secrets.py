@@ -1,5 +1,8 @@
 """Secrets stay secret: an end-to-end batch runs with known credential values, and every
 log line, every command the broker saw, and every database row is scanned for them.
+Destination numbers and the documents' bytes are protected data: they are scanned for in
+the logs, the broker's commands, the metrics and error bodies (the database keeps the
+number until its retention, and the documents only encrypted).
 
 InterFAX is configured with a password the sandbox refuses, so its jobs fail with an auth
 error: error paths (attempt errors, job reasons, warnings) are scanned too.
@@ -16,16 +19,18 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, select
 from typer.testing import CliRunner
 
 from dispatcher import queries
+from dispatcher.api import create_app
 from dispatcher.cli import app
 from dispatcher.runtime import clear_adapters
 from dispatcher.sandbox.server import SandboxServer
 from dispatcher.store.db import engine_for, upgrade
 from dispatcher.submission import FaxRequest, submit_many
-from tests.fixtures.documents import make_pdf
+from tests.fixtures.documents import make_chart
 from tests.fixtures.stack import TIME_SCALE, Stack, _stack_env, use_env
 
 pytestmark = pytest.mark.e2e
@@ -114,7 +119,7 @@ def test_no_secret_reaches_logs_broker_or_database(
     monitor = _Monitor(secret_stack.env["FAX_BROKER_URL"])
     monitor.start()
     monitor.ready.wait(10)
-    document = make_pdf()
+    document = make_chart("SecretsScanChart")
     requests = [
         FaxRequest(
             to=f"+1202555{1000 + i:04d}",
@@ -140,6 +145,16 @@ def test_no_secret_reaches_logs_broker_or_database(
     cli += CliRunner().invoke(app, ["attempts", refused["id"], "--json"]).output
     cli += CliRunner().invoke(app, ["providers", "--json"]).output
     api_error = httpx.get(f"{secret_stack.sandbox_url}/interfax/outbound/faxes/1").text
+    with TestClient(create_app()) as api:
+        admin = {"Authorization": "Bearer api-Secret-c0ffee"}
+        metrics = api.get("/metrics", headers=admin).text
+        bad_number = api.post(
+            "/v1/faxes",
+            headers=admin,
+            data={"to": "+1202555999"},
+            files={"documents": ("a.pdf", document, "application/pdf")},
+        )
+    assert bad_number.status_code == 422 and "+120255****" in bad_number.text
     monitor.stop()
 
     haystacks = {
@@ -155,6 +170,15 @@ def test_no_secret_reaches_logs_broker_or_database(
     for where, text in haystacks.items():
         for needle in NEEDLES:
             assert needle not in text, f"a secret leaked into {where}"
+    assert "fax_jobs" in metrics
+    haystacks.pop("cli output")  # an operator reads a job's number whole until its retention
+    haystacks.update({"metrics": metrics, "API error body": bad_number.text})
+    numbers = [r.to for r in requests] + ["+1202555999"]
+    for where, text in haystacks.items():
+        if where != "database rows":
+            for number in numbers:
+                assert number not in text and number[1:] not in text, f"a number is in {where}"
+        assert "SecretsScanChart" not in text, f"the document's bytes are in {where}"
 
 
 def _dump_database(url: str) -> str:

@@ -77,7 +77,7 @@ def test_bad_rows_are_reported_by_row_number_and_reason(folder: Path) -> None:
     assert plan.valid == 2
     found = errors(plan)
     assert sorted(found) == [3, 4, 5, 6, 7]
-    assert found[3].startswith("to: '12345' is not in international format")
+    assert found[3].startswith("to: '1****' is not in international format")  # masked
     assert found[4].startswith("to: ")
     assert "unknown provider 'nofax'" in found[5]
     assert "'tomorrow' is not an ISO 8601 time" in found[6]

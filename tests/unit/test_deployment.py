@@ -104,6 +104,9 @@ def test_flower_and_the_api_refuse_to_start_without_their_secrets() -> None:
         "${FAX_FLOWER_BASIC_AUTH:?"
     )
     assert services["api"]["environment"]["FAX_API_TOKENS"].startswith("${FAX_API_TOKENS:?")
+    for name in ("api", "worker", "beat", "migrate"):  # documents are encrypted at rest
+        keys = services[name]["environment"]["FAX_DOCUMENT_KEYS"]
+        assert keys.startswith("${FAX_DOCUMENT_KEYS:?")
     assert services["flower"]["restart"] == "on-failure:3"  # never a restart loop
 
 
@@ -114,7 +117,8 @@ def test_env_example_documents_real_settings_and_every_secret_compose_needs() ->
         for line in lines
         if "=" in line and line.lstrip("# ").split("=", 1)[0].isupper()
     }
-    assert {"POSTGRES_PASSWORD", "FAX_API_TOKENS", "FAX_FLOWER_BASIC_AUTH"} <= names
+    required = {"POSTGRES_PASSWORD", "FAX_API_TOKENS", "FAX_FLOWER_BASIC_AUTH", "FAX_DOCUMENT_KEYS"}
+    assert required <= names
     for name in names - {"POSTGRES_PASSWORD"}:
         assert is_setting(name), f"{name} is not a setting"
     for provider in ("FAXPLUS", "INTERFAX", "OPTUM"):

@@ -1,0 +1,52 @@
+"""How a destination number is shown where it need not be read whole: logs, error bodies,
+metrics, Redis keys, and a job's record once its retention has passed.
+
+A number is protected health information when it is a patient's or a clinic's; the
+job's owner sees it whole through the API until it is purged, everyone else sees
+``+1202555****``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import httpx
+
+__all__ = ["HideQueries", "hide_queries_in_http_logs", "mask_number", "number_key"]
+
+_HIDDEN = 4
+
+
+def mask_number(number: str) -> str:
+    """``number`` with its last four characters hidden: ``+12025550123`` -> ``+1202555****``
+    (a number of four characters or fewer is hidden whole)."""
+    keep = max(0, len(number) - _HIDDEN)
+    return number[:keep] + "*" * (len(number) - keep)
+
+
+def number_key(number: str) -> str:
+    """A stable name for ``number`` in shared keys (line leases), that is not the number."""
+    return hashlib.sha256(number.encode()).hexdigest()[:32]
+
+
+class HideQueries(logging.Filter):
+    """httpx logs each request's URL; a provider's query string can hold the number
+    (InterFAX's ``faxNumber=``), so the logged URL loses its query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            isinstance(a, httpx.URL) and a.query for a in record.args
+        ):
+            record.args = tuple(
+                a.copy_with(query=b"...") if isinstance(a, httpx.URL) and a.query else a
+                for a in record.args
+            )
+        return True
+
+
+def hide_queries_in_http_logs() -> None:
+    """Install ``HideQueries`` on httpx's logger (once)."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, HideQueries) for f in logger.filters):
+        logger.addFilter(HideQueries())
