@@ -33,6 +33,7 @@ from typing import IO, Any, BinaryIO
 from dispatcher.documents import DocumentInfo, inspect_document
 from dispatcher.errors import IdempotencyConflict, ValidationError
 from dispatcher.lanes import Priority
+from dispatcher.privacy import mask_numbers
 from dispatcher.submission import submit_valid
 from dispatcher.validation import ValidFax, validate_fax
 
@@ -202,7 +203,8 @@ def _columns(header: list[str], name: str, has_default_document: bool) -> _Colum
     if duplicated:
         raise ValidationError(name, f"the header repeats the columns {', '.join(duplicated)}")
     if "to" not in lowered:
-        found = ", ".join(n for n in names if n) or "nothing"
+        # A file without a header shows its first row here: mask the number in it.
+        found = mask_numbers(", ".join(n for n in names if n)) or "nothing"
         raise ValidationError(name, f"the header has no 'to' column (found: {found})")
     if "document" not in lowered and not has_default_document:
         raise ValidationError(name, "no 'document' column and no --document to send")

@@ -144,7 +144,9 @@ def check_sends(sends: Sequence[Send]) -> list[Hold | None]:
         if opens is None:
             asked.append(index)
         else:
-            holds[index] = Hold(f"outside the sending window for {send.to}", until=opens)
+            holds[index] = Hold(
+                f"outside the sending window for {mask_number(send.to)}", until=opens
+            )
     if not asked:
         return holds
     lines = _lines()
@@ -176,10 +178,11 @@ def _hold_for(
         reason = f"{send.provider} circuit is open after {status.failures} failures"
         return Hold(reason, wait=status.retry_in, failover=send.can_fail_over)
     if line.blocked:
-        return Hold(f"{send.to} was busy moments ago; waiting for the line", wait=line.blocked)
+        busy = f"{mask_number(send.to)} was busy moments ago; waiting for the line"
+        return Hold(busy, wait=line.blocked)
     if not line:
         line_wait = get_settings().scaled(routing().line_wait)
-        return Hold(f"{send.to} is on a call with another fax", wait=line_wait)
+        return Hold(f"{mask_number(send.to)} is on a call with another fax", wait=line_wait)
     limits = routing().limits.get(send.provider)
     bucket = _bucket(send.provider, "send", limits.sends_per_second if limits else None)
     wait = bucket.acquire() if bucket else 0.0

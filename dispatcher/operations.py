@@ -29,6 +29,10 @@ def _act(job_id: str, action: str, detail: str, caller: Caller, **values: object
         job = _load(session, job_id, caller)
         state_from = job.state
         target = check_operator(job_id, action, state_from)
+        if job.documents_purged_at is not None or job.recipient_purged_at is not None:
+            raise IllegalTransition(
+                job_id, f"{state_from}, and its documents or number were purged", target.value
+            )
         if not transition(session, job, target, reason=detail, **values):
             raise IllegalTransition(job_id, "a state that just changed", target.value)
         record_event(
@@ -101,12 +105,7 @@ def resume(job_id: str, why: str = "resumed by an operator", caller: Caller = OP
 def retry(job_id: str, why: str = "retried by an operator", caller: Caller = OPERATOR) -> Job:
     """Give a failed job a fresh attempt budget and send it again."""
     with session_scope() as session:
-        job = _load(session, job_id, caller)
-        if job.documents_purged_at is not None or job.recipient_purged_at is not None:
-            raise IllegalTransition(
-                job_id, f"{job.state}, and its documents or number were purged", "pending"
-            )
-        attempts = job.attempt_count
+        attempts = _load(session, job_id, caller).attempt_count
     return _requeue(
         _act(
             job_id,

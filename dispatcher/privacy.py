@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 
 import httpx
 
-__all__ = ["HideQueries", "hide_queries_in_http_logs", "mask_number", "number_key"]
+__all__ = [
+    "HideQueries",
+    "MaskNumbers",
+    "hide_queries_in_http_logs",
+    "mask_number",
+    "mask_numbers",
+    "mask_numbers_in",
+    "number_key",
+]
 
 _HIDDEN = 4
 
@@ -43,6 +52,35 @@ class HideQueries(logging.Filter):
                 for a in record.args
             )
         return True
+
+
+#: ``+12025550123`` or its URL-encoded ``%2B12025550123``: everything but the last four.
+_NUMBER = re.compile(r"(\+|%2B)(\d{4,11})\d{4}(?!\d)")
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every number in international form masked (a provider's error text,
+    a task's result), as ``mask_number`` would."""
+    return _NUMBER.sub(lambda m: f"{m[1]}{m[2]}****", text)
+
+
+class MaskNumbers(logging.Filter):
+    """On a handler: the line it writes has every international number masked, whoever
+    logged it (a provider's error text quoted by a task, Celery logging a task's result)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_numbers(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def mask_numbers_in(logger: logging.Logger) -> None:
+    """Install ``MaskNumbers`` on every handler of ``logger`` (once each)."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, MaskNumbers) for f in handler.filters):
+            handler.addFilter(MaskNumbers())
 
 
 def hide_queries_in_http_logs() -> None:

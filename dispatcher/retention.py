@@ -9,10 +9,14 @@ most ``run_seconds`` a run, so a backlog of a million never makes a long transac
 a slow tick. The job's record stays: state, attempts, codes and times.
 
 A document's bytes are shared by every job that sends the same content: they go when
-the last job that refers to them lets go. Submission locks a document's row before it
-writes the bytes, and the purge deletes the row before the bytes, so a job being
-submitted with the same content either keeps the row (the purge leaves it) or writes it
-and the bytes again after the purge.
+the last job that refers to them lets go. Submission and the purge both lock a
+document's row (in sha order) before they touch its bytes, so a job submitted with the
+same content either commits first (the purge then sees it and keeps the bytes) or waits
+and writes the row and the bytes again after the purge.
+
+Each purge claims its jobs with one ``UPDATE ... RETURNING`` that re-checks they have
+ended and bumps their version: an operator's retry racing it is refused, never left
+with a job whose documents are gone.
 """
 
 from __future__ import annotations
@@ -114,15 +118,9 @@ def purge_expired(
     for kind, cutoff in _cutoffs(settings, now).items():
         while True:
             with get_engine().begin() as connection:
-                query = (
-                    select(Job.id)
-                    .where(_expired(kind, cutoff))
-                    .order_by(Job.finished_at)
-                    .limit(settings.retention.batch_size)
+                ids = _claim(
+                    connection, kind, _expired(kind, cutoff), now, settings.retention.batch_size
                 )
-                if connection.dialect.name == "postgresql":
-                    query = query.with_for_update(skip_locked=True)
-                ids = list(connection.scalars(query))
                 if ids:
                     _PURGE[kind](connection, store, ids, now)
             jobs[kind] += len(ids)
@@ -140,32 +138,61 @@ def purge_job(job_id: str, caller: Caller = OPERATOR) -> None:
     store = document_store()
     now = utcnow()
     with get_engine().begin() as connection:
-        query = select(Job).where(Job.id == job_id)
-        if connection.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = connection.execute(query).first()
+        row = connection.execute(select(Job.state, Job.tenant_id).where(Job.id == job_id)).first()
         if row is None or not (caller.is_operator or row.tenant_id == caller.tenant_id):
             raise JobNotFound(job_id)
         if JobState(row.state) not in FINAL_STATES:
             raise IllegalTransition(
                 job_id, f"{row.state} (a job's data is purged once it has ended)", "purged"
             )
-        for purge in _PURGE.values():
-            purge(connection, store, [job_id], now)
+        for kind, purge in _PURGE.items():
+            condition = (Job.id == job_id) & _PURGED_AT[kind].is_(None) & Job.state.in_(_FINAL)
+            if _claim(connection, kind, condition, now, 1):
+                purge(connection, store, [job_id], now)
+
+
+def _claim(
+    connection: Connection, kind: Kind, condition: ColumnElement[bool], now: datetime, limit: int
+) -> list[str]:
+    """Mark up to ``limit`` jobs meeting ``condition`` as purged of ``kind``, and bump
+    their version, in one statement that re-checks the condition as it writes: an
+    operator's retry racing the purge either lands first (the job is no longer final and
+    is left alone) or finds the version moved and is refused."""
+    chosen = select(Job.id).where(condition).order_by(Job.finished_at).limit(limit)
+    if connection.dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    column = _PURGED_AT[kind]
+    claim = (
+        update(Job)
+        .where(Job.id.in_(chosen.scalar_subquery()), condition)
+        .values({column: now, Job.version: Job.version + 1})
+        .returning(Job.id)
+    )
+    return list(connection.scalars(claim))
 
 
 def _purge_documents(
     connection: Connection, store: DocumentStore, ids: Sequence[str], now: datetime
 ) -> None:
-    shas = set(connection.scalars(select(JobDocument.sha256).where(JobDocument.job_id.in_(ids))))
+    shas = sorted(
+        set(connection.scalars(select(JobDocument.sha256).where(JobDocument.job_id.in_(ids))))
+    )
+    if shas and connection.dialect.name == "postgresql":
+        # Lock the documents' rows first, in sha order as submission does: a submission or
+        # another purge of the same content goes before or after this one, never between.
+        connection.execute(
+            select(Document.sha256)
+            .where(Document.sha256.in_(shas))
+            .order_by(Document.sha256)
+            .with_for_update()
+        )
     connection.execute(delete(JobDocument).where(JobDocument.job_id.in_(ids)))
-    _mark(connection, Kind.DOCUMENTS, ids, now)
     _forget_unused(connection, store, shas)
 
 
 def _forget_unused(connection: Connection, store: DocumentStore, shas: Collection[str]) -> None:
-    """Delete the documents among ``shas`` that no job refers to any more: the row first
-    (it waits for a submission holding it), then the bytes."""
+    """Delete the documents among ``shas`` that no job refers to any more (their rows are
+    locked): the row, then the bytes."""
     if not shas:
         return
     unused = (
@@ -219,8 +246,8 @@ def _purge_recipient(
                 .where(CallbackDelivery.id == delivery_id)
                 .values(payload={**payload, "metadata": {}})
             )
-    _mark(connection, Kind.RECIPIENT, ids, now)
     _purge_payloads(connection, store, ids, now)
+    _mark(connection, Kind.PAYLOADS, ids, now)
 
 
 def _masked(column: Any, number: str, masked: str) -> Any:
@@ -234,7 +261,6 @@ def _purge_payloads(
     connection.execute(
         update(StatusEvent).where(StatusEvent.job_id.in_(ids)).values(payload=null())
     )
-    _mark(connection, Kind.PAYLOADS, ids, now)
 
 
 def _mark(connection: Connection, kind: Kind, ids: Sequence[str], now: datetime) -> None:

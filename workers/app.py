@@ -7,11 +7,24 @@ it is, are in ``config/celery.py``.
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery.signals import after_setup_logger, after_setup_task_logger
+
 from dispatcher.messaging import app
-from dispatcher.privacy import hide_queries_in_http_logs
+from dispatcher.privacy import hide_queries_in_http_logs, mask_numbers_in
 
 __all__ = ["app"]
 
 app.conf.include = ["workers.tasks"]
 # Workers call the providers: their request logs must not carry destination numbers.
 hide_queries_in_http_logs()
+
+
+def _mask_numbers(logger: Any, **kwargs: Any) -> None:
+    """Every line a worker or beat writes has its numbers masked."""
+    mask_numbers_in(logger)
+
+
+after_setup_logger.connect(_mask_numbers, weak=False)
+after_setup_task_logger.connect(_mask_numbers, weak=False)

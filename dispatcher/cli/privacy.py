@@ -57,7 +57,7 @@ def purge(
 
 @keys_app.command("rotate-documents")
 def rotate(
-    batch_size: Annotated[int, typer.Option(min=1, help="Documents per transaction.")] = 200,
+    batch_size: Annotated[int, typer.Option(min=1, help="Documents per transaction.")] = 50,
 ) -> None:
     """Re-encrypt every stored document with the first key of FAX_DOCUMENT_KEYS (and
     encrypt any stored before encryption), in batches; safe to stop and run again. Then
@@ -71,8 +71,9 @@ def rotate(
             console.print(f"{seen} documents looked at, {rotated} re-encrypted")
     if unreadable:
         console.print(
-            f"[red]{len(unreadable)} documents could not be read with FAX_DOCUMENT_KEYS "
-            f"(missing or under a key no longer configured), e.g. {unreadable[0]}[/red]"
+            f"[red]{len(unreadable)} documents could not be read (missing, the store not "
+            f"answering, or under a key no longer in FAX_DOCUMENT_KEYS), e.g. "
+            f"{unreadable[0]}; run it again once that is fixed[/red]"
         )
         raise typer.Exit(1)
 

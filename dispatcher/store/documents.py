@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Engine, bindparam, delete, select, update
+from sqlalchemy import BindParameter, Connection, Engine, Select, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -212,8 +212,13 @@ def _s3_client(settings: S3Settings) -> Any:
     )
 
 
+def _locked(connection: Connection, query: Select[str]) -> Select[str]:
+    """``query`` locking its rows on PostgreSQL (SQLite has one writer at a time)."""
+    return query.with_for_update() if connection.dialect.name == "postgresql" else query
+
+
 def rotate_documents(
-    engine: Engine, store: DocumentStore, batch_size: int = 200
+    engine: Engine, store: DocumentStore, batch_size: int = 50
 ) -> Iterator[tuple[int, int, list[str]]]:
     """Re-encrypt every stored document with the first key, a transaction per batch in
     sha order; yields (looked at, re-encrypted, unreadable shas) per batch. Safe to stop
@@ -223,10 +228,13 @@ def rotate_documents(
         with engine.begin() as connection:
             shas = list(
                 connection.scalars(
-                    select(Document.sha256)
-                    .where(Document.sha256 > after)
-                    .order_by(Document.sha256)
-                    .limit(batch_size)
+                    _locked(
+                        connection,
+                        select(Document.sha256)
+                        .where(Document.sha256 > after)
+                        .order_by(Document.sha256)
+                        .limit(batch_size),
+                    )
                 )
             )
             if not shas:

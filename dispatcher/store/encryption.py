@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -114,16 +115,17 @@ def _generated_key(path: Path) -> bytes:
     if path.exists():
         return path.read_bytes().strip()
     key = Fernet.generate_key()
-    draft = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor, draft = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
     with os.fdopen(descriptor, "wb") as file:
         file.write(key)
+        file.flush()
+        os.fsync(file.fileno())
     try:
         os.link(draft, path)
     except FileExistsError:
         return path.read_bytes().strip()
     finally:
-        draft.unlink()
+        os.unlink(draft)
     log.warning(
         "FAX_DOCUMENT_KEYS is not set: documents are encrypted with a key generated in %s; "
         "back it up with the database, or set FAX_DOCUMENT_KEYS",

@@ -219,7 +219,8 @@ class JobDocument(Base):
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sha256: Mapped[str] = mapped_column(ForeignKey("documents.sha256"))
+    #: indexed: the purge asks whether any job still refers to a document
+    sha256: Mapped[str] = mapped_column(ForeignKey("documents.sha256"), index=True)
     name: Mapped[str] = mapped_column(String(255))
 
 

@@ -81,6 +81,7 @@ def test_up_starts_everything_and_stops_without_orphans_and_jobs_carry_on(
         # A job accepted now but due later waits in the database across a restart.
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("FAX_HOME", str(tmp_path / "var"))
+        monkeypatch.delenv("FAX_DOCUMENT_KEYS")  # the embedded default: the key beside fax.db
         monkeypatch.setenv("FAX_BROKER_URL", state["broker"])
         get_settings.cache_clear()
         job_id = inprocess.submit(
@@ -183,6 +184,7 @@ def test_up_restarts_a_killed_worker_sandbox_and_broker_and_stops_only_when_told
     try:
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("FAX_HOME", str(home))
+        monkeypatch.delenv("FAX_DOCUMENT_KEYS")  # the embedded default: the key beside fax.db
         monkeypatch.setenv("FAX_BROKER_URL", state["broker"])
         get_settings.cache_clear()
 

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
 from config.settings import get_settings
@@ -13,7 +14,7 @@ from dispatcher import inprocess
 from dispatcher.errors import IdempotencyConflict, ValidationError
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import DocumentContent, Job
-from tests.fixtures.documents import make_encrypted_pdf, make_pdf
+from tests.fixtures.documents import DOCUMENT_KEY, make_encrypted_pdf, make_pdf
 
 
 @pytest.fixture(autouse=True)
@@ -75,10 +76,10 @@ def test_a_document_is_kept_in_the_database_and_nothing_on_this_hosts_disk() -> 
     home = get_settings().home_dir
     job_id = inprocess.submit("+12025550100", [("../../../../tmp/evil.pdf", pdf)])
 
-    # Then its bytes are in the database, once, and no file was written for it
+    # Then its bytes are in the database, once, encrypted, and no file was written for it
     with session_scope() as session:
         kept = session.execute(select(DocumentContent.sha256, DocumentContent.content)).all()
-    assert [(sha, bytes(content)) for sha, content in kept] == [
+    assert [(sha, Fernet(DOCUMENT_KEY).decrypt(content)) for sha, content in kept] == [
         (hashlib.sha256(pdf).hexdigest(), pdf)
     ]
     written = [p.name for p in home.rglob("*") if p.is_file() and not p.name.startswith("fax.db")]

@@ -1,4 +1,5 @@
-"""retention: when each job's documents, recipient and raw payloads were purged
+"""retention: when each job's documents, recipient and raw payloads were purged, and
+job_documents indexed by sha256
 
 Revision ID: 0006
 Revises: 0005
@@ -17,6 +18,7 @@ KINDS = ("documents", "recipient", "payloads")
 
 
 def upgrade() -> None:
+    op.create_index(op.f("ix_job_documents_sha256"), "job_documents", ["sha256"], unique=False)
     for kind in KINDS:
         op.add_column(
             "jobs", sa.Column(f"{kind}_purged_at", sa.DateTime(timezone=True), nullable=True)
@@ -32,6 +34,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_job_documents_sha256"), table_name="job_documents")
     for kind in KINDS:
         op.drop_index(f"ix_jobs_{kind}_unpurged", table_name="jobs")
         with op.batch_alter_table("jobs") as batch:
