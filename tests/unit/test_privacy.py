@@ -3,6 +3,7 @@ and its keys, a wrong key that makes a job wait, and retention's bounded purge."
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import stat
@@ -23,7 +24,7 @@ from dispatcher.clock import utcnow
 from dispatcher.context import Context
 from dispatcher.errors import ConfigurationError, IllegalTransition
 from dispatcher.lifecycle import JobState
-from dispatcher.privacy import HideQueries, mask_number, number_key
+from dispatcher.privacy import HideQueries, mask_number, mask_numbers, mask_numbers_in, number_key
 from dispatcher.providers.twin import TwinAdapter
 from dispatcher.store.documents import DatabaseStore, rotate_documents
 from dispatcher.store.encryption import DocumentCipher, UnreadableDocument, cipher_for
@@ -259,3 +260,27 @@ def test_logged_request_urls_lose_their_query_and_keep_the_rest() -> None:
     message = record.getMessage()
     assert "12025550123" not in message
     assert "POST https://rest.interfax.net/outbound/faxes?..." in message
+
+
+def test_numbers_in_free_text_are_masked_wherever_they_stand() -> None:
+    text = (
+        "InterFAX: invalid fax number +12025550123 (faxNumber=%2B442071838750); job 1234567890123"
+    )
+    assert mask_numbers(text) == (
+        "InterFAX: invalid fax number +1202555**** (faxNumber=%2B44207183****); job 1234567890123"
+    )
+
+
+def test_a_handler_writes_its_lines_with_numbers_masked() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("test.privacy.handler")
+    logger.addHandler(handler)
+    try:
+        mask_numbers_in(logger)
+        mask_numbers_in(logger)  # once per handler
+        logger.warning("task fax.dispatch returned %r", "deferred: +12025550123 is on a call")
+    finally:
+        logger.removeHandler(handler)
+    assert len(handler.filters) == 1
+    assert stream.getvalue() == "task fax.dispatch returned 'deferred: +1202555**** is on a call'\n"
