@@ -15,6 +15,7 @@ from celery import Task
 from dispatcher import retention, scheduler, sending, tracking, watchdog
 from dispatcher.callbacks import delivery
 from dispatcher.errors import FaxError
+from dispatcher.privacy import mask_numbers
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,20 @@ class FaxTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().__call__(*args, **kwargs)
+            result = super().__call__(*args, **kwargs)
         except FaxError as exc:
-            log.warning("%s%r: %s", self.name, args, exc)
-            return f"error: {exc}"
+            log.warning("%s%r: %s", self.name, args, mask_numbers(str(exc)))
+            return mask_numbers(f"error: {exc}")
+        return _masked(result)
+
+
+def _masked(result: Any) -> Any:
+    """A result reaches Flower and the worker's log: a provider's words may hold a number."""
+    if isinstance(result, str):
+        return mask_numbers(result)
+    if isinstance(result, dict):
+        return {key: _masked(value) for key, value in result.items()}
+    return result
 
 
 @app.task(name="fax.dispatch", base=FaxTask, bind=True)

@@ -12,6 +12,7 @@ from dispatcher.bench.hosts import measure_hosts
 from dispatcher.bench.intake import measure_intake
 from dispatcher.bench.lanes import measure_lanes
 from dispatcher.bench.latency import measure_latency
+from dispatcher.bench.purge import measure_purge
 from dispatcher.bench.report import Measurement
 from dispatcher.bench.scheduler import measure_scheduler
 from dispatcher.bench.search import measure_search
@@ -32,6 +33,8 @@ class Sizes:
     hosts: int = 3_000
     lanes_backlog: int = 100_000
     search: int = 1_000_000
+    purge: int = 1_000_000
+    purge_seconds: float = 30.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -45,6 +48,8 @@ class Sizes:
             hosts=100,
             lanes_backlog=2_000,
             search=20_000,
+            purge=20_000,
+            purge_seconds=2.0,
         )
 
 
@@ -69,5 +74,7 @@ def run(sizes: Sizes, progress: Callable[[str], None] = lambda _: None) -> list[
     lanes = measure_lanes(sizes.lanes_backlog, layout)
     progress("search")
     search = measure_search(sizes.search)
-    optional = [m for m in (hosts, search) if m is not None]
+    progress("retention purge")
+    purge = measure_purge(sizes.purge, sizes.purge_seconds)
+    optional = [m for m in (hosts, search, purge) if m is not None]
     return [*results, throughput, *scheduler, memory, end_to_end, lanes, *optional]

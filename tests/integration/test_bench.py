@@ -25,6 +25,8 @@ TINY = Sizes(
     hosts=20,
     lanes_backlog=60,
     search=500,
+    purge=500,
+    purge_seconds=1.0,
 )
 MEASUREMENTS = {
     "intake",
@@ -37,8 +39,9 @@ MEASUREMENTS = {
     "hosts",
     "lanes",
     "search",
+    "purge",
 }
-NEEDS_POSTGRES = {"scheduler_postgresql", "hosts", "search"}
+NEEDS_POSTGRES = {"scheduler_postgresql", "hosts", "search", "purge"}
 
 
 @pytest.mark.timeout(240)

@@ -28,7 +28,15 @@ from dispatcher.privacy import HideQueries, mask_number, mask_numbers, mask_numb
 from dispatcher.providers.twin import TwinAdapter
 from dispatcher.store.documents import DatabaseStore, rotate_documents
 from dispatcher.store.encryption import DocumentCipher, UnreadableDocument, cipher_for
-from dispatcher.store.models import Document, DocumentContent, Job, JobDocument, JobTag
+from dispatcher.store.models import (
+    Attempt,
+    Document,
+    DocumentContent,
+    Job,
+    JobDocument,
+    JobTag,
+    StatusEvent,
+)
 from tests.fixtures.documents import DOCUMENT_KEY, make_pdf
 from tests.fixtures.twin import job_of, submit_job
 
@@ -284,3 +292,31 @@ def test_a_handler_writes_its_lines_with_numbers_masked() -> None:
         logger.removeHandler(handler)
     assert len(handler.filters) == 1
     assert stream.getvalue() == "task fax.dispatch returned 'deferred: +1202555**** is on a call'\n"
+
+
+def test_the_number_is_masked_in_the_jobs_reason_attempts_and_events_too(
+    twin_ctx: Context, twin: TwinAdapter
+) -> None:
+    job_id = submit_job(NUMBER)
+    sending.dispatch([(job_id, 1)], ctx=twin_ctx)
+    quoted = f"provider: fax to {NUMBER} (12025550123) failed"
+    with twin_ctx.engine.begin() as connection:
+        connection.execute(update(Attempt).where(Attempt.job_id == job_id).values(error=quoted))
+        connection.execute(
+            update(StatusEvent).where(StatusEvent.job_id == job_id).values(detail=quoted)
+        )
+        connection.execute(update(Job).where(Job.id == job_id).values(reason=quoted))
+    _end(twin_ctx, [job_id], days_ago=40)
+
+    retention.purge_expired()
+
+    masked = "provider: fax to +1202555**** (1202555****) failed"
+    with twin_ctx.session() as session:
+        assert session.get_one(Job, job_id).reason == masked
+        assert set(session.scalars(select(Attempt.error).where(Attempt.job_id == job_id))) == {
+            masked
+        }
+        details = set(
+            session.scalars(select(StatusEvent.detail).where(StatusEvent.job_id == job_id))
+        )
+        assert details == {masked}
