@@ -290,6 +290,11 @@ def _settle_provider_retry(
         attempt.unsettled = False
         attempt.submitted_at = now
         return False
+    # Claim the asking again, as the first ask was claimed: a reader that saw the retry
+    # refused and is about to send anew finds the job moved, and sends nothing.
+    reason = f"{job.provider} {entry.code}: asking {job.provider} again for its manual retry"
+    if not transition(session, job, JobState.IN_PROGRESS, reason=reason):
+        return False
     session.commit()
     return _ask_provider_retry(ctx, session, job, attempt.number, entry)
 

@@ -166,7 +166,9 @@ class TwinAdapter(ProviderAdapter):
         fax.codes.append(self.accepted)  # the fax starts over
 
     def manual_retry(self, fax_id: str) -> ManualRetry:
-        return self.faxes[fax_id].manual_retry
+        state = self.faxes[fax_id].manual_retry
+        self._probe("manual_retry", fax_id)  # after the reading: a race may follow it
+        return state
 
     # --- inside ---------------------------------------------------------------------
 

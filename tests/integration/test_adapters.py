@@ -539,6 +539,24 @@ def test_optum_holds_revives_retries_and_lists_attempts(sandbox: SandboxServer) 
     adapter.close()
 
 
+def test_a_server_error_on_optums_manual_retry_may_have_retried_like_a_send(
+    sandbox: SandboxServer,
+) -> None:
+    # A manual retry makes a transmission: a 5xx or a timeout may come from a gateway after
+    # Optum took it, so it is followed up like a send's, never taken as "not retried"
+    adapter = build_adapter("optum", settings_for(sandbox))
+    failed = adapter.send(fax_request("+12025550102"))
+    sandbox.advance(1)
+    read_until(lambda: adapter.status(failed), lambda s: s.code.startswith(optum_api.STATUS_FAILED))
+    sandbox.faults(error_rate=1.0, error_status=502)
+
+    with pytest.raises(ProviderTransientError) as caught:
+        adapter.retry(failed)
+
+    assert caught.value.maybe_sent is True
+    adapter.close()
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 

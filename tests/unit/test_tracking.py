@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from dispatcher import sending, tracking
 from dispatcher.context import Context
-from dispatcher.errors import ProviderTimeout, ValidationError
+from dispatcher.errors import ProviderRejected, ProviderTimeout, ValidationError
 from dispatcher.lifecycle import AttemptKind, EventSource, JobState
 from dispatcher.providers.base import ManualRetry
 from dispatcher.providers.twin import TwinAdapter
@@ -287,4 +287,42 @@ def test_a_manual_retry_whose_answer_was_lost_is_asked_again_only_if_never_made(
     assert optum.faxes[fax_id].manual_retry is ManualRetry.RUNNING
     job = job_of(optum_ctx, job_id)
     assert (job.state, job.attempt_count) == (JobState.IN_PROGRESS, 2)
+    assert len(optum.sends(job_id)) == 1
+
+
+def test_a_retry_refused_while_a_second_reader_asks_again_and_is_granted_sends_nothing_new(
+    optum_ctx: Context, optum: TwinAdapter, clock: Clock
+) -> None:
+    # Given a failed Optum fax whose manual retry a poll claims, and Optum refusing it once
+    # (the chaos run found this race with a 5xx, before a 5xx counted as maybe retried)
+    job_id, fax_id = optum_job(optum_ctx)
+    optum.finish(fax_id, "FaxFailed")
+    failure = optum.status(fax_id)
+    refusal = ProviderRejected("optum", "http_400", "try later", status_code=400)
+    optum.fail_next_retry(refusal, made=False)
+    raced: list[bool] = []
+
+    def second_reader(call: str, argument: object) -> None:
+        # Just after the poll read "no retry made", another reader of the same failure
+        # (a redelivered webhook's poll) finds the retry unsettled and asks again
+        if call != "manual_retry" or raced:
+            return
+        raced.append(True)
+        clock.advance(1)
+        with optum_ctx.session() as session:
+            job = session.get_one(Job, job_id)
+            tracking.apply_status(
+                optum_ctx, session, job, failure, source=EventSource.POLL, read_at=clock()
+            )
+
+    optum.probe = second_reader
+
+    # When the poll goes on with what it read
+    tracking.poll("optum", [job_id], ctx=optum_ctx)
+
+    # Then Optum retries its fax, the job follows it, and no new fax is ever sent
+    assert raced and optum.faxes[fax_id].manual_retry is ManualRetry.RUNNING
+    job = job_of(optum_ctx, job_id)
+    assert (job.state, job.provider_fax_id) == (JobState.IN_PROGRESS, fax_id)
+    sending.dispatch([(job_id, job.attempt_count + 1)], ctx=optum_ctx)
     assert len(optum.sends(job_id)) == 1

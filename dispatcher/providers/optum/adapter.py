@@ -205,8 +205,9 @@ class OptumAdapter(HttpAdapter):
     has_manual_retry = True
 
     def retry(self, fax_id: str) -> None:
-        """Optum's single manual retry of a failed fax."""
-        self._fax("PUT", api.RETRY_PATH, fax_id)
+        """Optum's single manual retry of a failed fax. It makes a transmission, so its
+        failures may have reached Optum (a gateway's 5xx, a timeout), like a send's."""
+        self._fax("PUT", api.RETRY_PATH, fax_id, sending=True)
 
     def manual_retry(self, fax_id: str) -> ManualRetry:
         """From Optum's list of the fax's attempts: its manual one, and whether it ended."""
@@ -229,9 +230,11 @@ class OptumAdapter(HttpAdapter):
         response = self._http.request("GET", api.ATTEMPTS_PATH.format(fax_id=fax_id))
         return [a for a in self._http.json(response, list) if isinstance(a, dict)]
 
-    def _fax(self, method: str, template: str, fax_id: str) -> ProviderStatus:
-        response = self._http.request(method, template.format(fax_id=fax_id))
-        return _status(self._http.json(response, dict))
+    def _fax(
+        self, method: str, template: str, fax_id: str, *, sending: bool = False
+    ) -> ProviderStatus:
+        response = self._http.request(method, template.format(fax_id=fax_id), sending=sending)
+        return _status(self._http.json(response, dict, sending=sending))
 
     def _search(self, field: str, values: Sequence[str]) -> list[dict[str, Any]]:
         response = self._http.request("POST", api.SEARCH_PATH, json={field: ",".join(values)})
