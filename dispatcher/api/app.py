@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatcher.api import batches, callbacks, errors, faxes, metrics, webhooks
-from dispatcher.privacy import hide_queries_in_http_logs
+from dispatcher.privacy import hide_queries_in_http_logs, mask_numbers
 
 __all__ = ["MAX_REQUEST_BYTES", "BodyLimit", "RedactSecrets", "create_app"]
 
@@ -62,12 +62,14 @@ _SECRET_PARAM = re.compile(r"(secret=)[^&\s]*", re.IGNORECASE)
 
 
 class RedactSecrets(logging.Filter):
-    """Access logs print the query string; a webhook URL's ``secret=`` must not reach them."""
+    """Access logs print the query string: a webhook URL's ``secret=`` must not reach them,
+    nor a number searched for (``?to=``), which is shown masked."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _SECRET_PARAM.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+                mask_numbers(_SECRET_PARAM.sub(r"\1***", a)) if isinstance(a, str) else a
+                for a in record.args
             )
         return True
 

@@ -343,3 +343,15 @@ def test_access_logs_never_show_a_webhook_url_secret(client: TestClient) -> None
     assert redact.filter(record)
     assert "s3cr3t" not in record.getMessage()
     assert "secret=***&x=1" in record.getMessage()
+
+
+def test_access_logs_show_a_searched_number_masked(client: TestClient) -> None:
+    [redact] = [
+        f for f in logging.getLogger("uvicorn.access").filters if isinstance(f, RedactSecrets)
+    ]
+    args = ("127.0.0.1:5000", "GET", "/v1/faxes?to=%2B12025550123&state=failed", "1.1", 200)
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s "%s %s HTTP/%s" %d', args, None
+    )
+    assert redact.filter(record)
+    assert "/v1/faxes?to=%2B1202555****&state=failed" in record.getMessage()
