@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
+from dispatcher.errors import ConfigurationError
 from dispatcher.messaging import app
 from dispatcher.privacy import hide_queries_in_http_logs, mask_numbers_in
+from dispatcher.runtime import document_store
 
 __all__ = ["app"]
 
@@ -28,3 +30,16 @@ def _mask_numbers(logger: Any, **kwargs: Any) -> None:
 
 after_setup_logger.connect(_mask_numbers, weak=False)
 after_setup_task_logger.connect(_mask_numbers, weak=False)
+
+
+def _check_document_keys(**kwargs: Any) -> None:
+    """A worker without the documents' keys (FAX_DOCUMENT_KEYS) refuses to start, naming
+    the setting, rather than take faxes it cannot read. (Celery logs and ignores what a
+    signal handler raises, except an exit.)"""
+    try:
+        document_store()
+    except ConfigurationError as exc:
+        raise SystemExit(f"the worker cannot start: {exc}") from exc
+
+
+worker_init.connect(_check_document_keys, weak=False)

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatcher.api import batches, callbacks, errors, faxes, metrics, webhooks
 from dispatcher.privacy import hide_queries_in_http_logs, mask_numbers
+from dispatcher.runtime import document_store
 
 __all__ = ["MAX_REQUEST_BYTES", "BodyLimit", "RedactSecrets", "create_app"]
 
@@ -84,6 +85,7 @@ def create_app() -> FastAPI:
             "a tenant's API key (its own faxes only), or an operators' FAX_API_TOKENS token."
         ),
     )
+    document_store()  # refuse to start without the documents' keys (FAX_DOCUMENT_KEYS)
     errors.install(app)
     app.include_router(faxes.router)
     app.include_router(batches.router)

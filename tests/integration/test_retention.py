@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import subprocess
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,12 +26,14 @@ from dispatcher import operations, queries, retention
 from dispatcher.api import create_app
 from dispatcher.cli import app
 from dispatcher.clock import utcnow
+from dispatcher.errors import ConfigurationError
+from dispatcher.stack import worker_command
 from dispatcher.store.db import get_engine, session_scope
 from dispatcher.store.models import DocumentContent, Job, StatusEvent
 from dispatcher.submission import FaxRequest, submit
 from tests.fixtures.api import ADMIN, bearer
 from tests.fixtures.documents import make_chart
-from tests.fixtures.stack import Stack
+from tests.fixtures.stack import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -211,3 +216,30 @@ def _purge_over_the_api(stack: Stack, api: TestClient) -> None:
     # Purging again is harmless; a retry is refused, since there is nothing to send
     assert api.delete(f"/v1/faxes/{job_id}/data", headers=bearer(ADMIN)).status_code == 200
     assert api.post(f"/v1/faxes/{job_id}/retry", headers=bearer(ADMIN)).status_code == 409
+
+
+def test_a_shared_deployment_without_document_keys_refuses_to_start(
+    broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = "postgresql://fax@127.0.0.1:9/fax"  # never reached: the keys are checked first
+    monkeypatch.setenv("FAX_DATABASE_URL", shared)
+    monkeypatch.delenv("FAX_DOCUMENT_KEYS")
+    get_settings.cache_clear()
+
+    # The API
+    with pytest.raises(ConfigurationError, match="FAX_DOCUMENT_KEYS is required"):
+        create_app()
+
+    # A worker
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAX_")}
+    env.update(
+        FAX_HOME=str(tmp_path),
+        FAX_DATABASE_URL=shared,
+        FAX_BROKER_URL=broker_url,
+        PYTHONPATH=str(ROOT),
+    )
+    worker = subprocess.run(
+        worker_command(1, "nokeys"), env=env, cwd=ROOT, capture_output=True, timeout=120
+    )
+    assert worker.returncode != 0
+    assert b"FAX_DOCUMENT_KEYS is required" in worker.stdout + worker.stderr
