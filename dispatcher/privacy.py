@@ -12,15 +12,12 @@ import hashlib
 import logging
 import re
 
-import httpx
-
 __all__ = [
-    "HideQueries",
     "MaskNumbers",
-    "hide_queries_in_http_logs",
     "mask_number",
     "mask_numbers",
     "mask_numbers_in",
+    "mask_numbers_in_http_logs",
     "number_key",
 ]
 
@@ -37,21 +34,6 @@ def mask_number(number: str) -> str:
 def number_key(number: str) -> str:
     """A stable name for ``number`` in shared keys (line leases), that is not the number."""
     return hashlib.sha256(number.encode()).hexdigest()[:32]
-
-
-class HideQueries(logging.Filter):
-    """httpx logs each request's URL; a provider's query string can hold the number
-    (InterFAX's ``faxNumber=``), so the logged URL loses its query."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(
-            isinstance(a, httpx.URL) and a.query for a in record.args
-        ):
-            record.args = tuple(
-                a.copy_with(query=b"...") if isinstance(a, httpx.URL) and a.query else a
-                for a in record.args
-            )
-        return True
 
 
 #: ``+12025550123`` or its URL-encoded ``%2B12025550123``: everything but the last four.
@@ -83,8 +65,9 @@ def mask_numbers_in(logger: logging.Logger) -> None:
             handler.addFilter(MaskNumbers())
 
 
-def hide_queries_in_http_logs() -> None:
-    """Install ``HideQueries`` on httpx's logger (once)."""
+def mask_numbers_in_http_logs() -> None:
+    """Install ``MaskNumbers`` on httpx's logger (once): it logs each request's URL, and a
+    provider's query string can hold the number (InterFAX's ``faxNumber=``)."""
     logger = logging.getLogger("httpx")
-    if not any(isinstance(f, HideQueries) for f in logger.filters):
-        logger.addFilter(HideQueries())
+    if not any(isinstance(f, MaskNumbers) for f in logger.filters):
+        logger.addFilter(MaskNumbers())

@@ -13,14 +13,14 @@ from celery.signals import after_setup_logger, after_setup_task_logger, worker_i
 
 from dispatcher.errors import ConfigurationError
 from dispatcher.messaging import app
-from dispatcher.privacy import hide_queries_in_http_logs, mask_numbers_in
+from dispatcher.privacy import mask_numbers_in, mask_numbers_in_http_logs
 from dispatcher.runtime import document_store
 
 __all__ = ["app"]
 
 app.conf.include = ["workers.tasks"]
 # Workers call the providers: their request logs must not carry destination numbers.
-hide_queries_in_http_logs()
+mask_numbers_in_http_logs()
 
 
 def _mask_numbers(logger: Any, **kwargs: Any) -> None:

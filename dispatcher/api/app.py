@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatcher.api import batches, callbacks, errors, faxes, metrics, webhooks
-from dispatcher.privacy import hide_queries_in_http_logs, mask_numbers
+from dispatcher.privacy import mask_numbers, mask_numbers_in_http_logs
 from dispatcher.runtime import document_store
 
 __all__ = ["MAX_REQUEST_BYTES", "BodyLimit", "RedactSecrets", "create_app"]
@@ -98,7 +98,7 @@ def create_app() -> FastAPI:
         return {"status": "ok"}
 
     app.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES)
-    hide_queries_in_http_logs()  # an operator's cancel calls the provider from here
+    mask_numbers_in_http_logs()  # an operator's cancel calls the provider from here
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactSecrets) for f in access_log.filters):
         access_log.addFilter(RedactSecrets())
