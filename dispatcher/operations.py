@@ -115,5 +115,6 @@ def retry(job_id: str, why: str = "retried by an operator", caller: Caller = OPE
             next_attempt_at=utcnow(),
             budget_start=attempts,
             immediate_retries=0,
+            unsent_attempts=0,
         )
     )

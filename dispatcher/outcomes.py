@@ -56,7 +56,7 @@ _INSERT_EVENT = insert(StatusEvent)
 
 def history_of(job: Job) -> History:
     """The job's attempts within its current budget (an operator retry starts a new one)."""
-    return History(job.attempt_count - job.budget_start, job.immediate_retries)
+    return History(job.attempt_count - job.budget_start, job.immediate_retries, job.unsent_attempts)
 
 
 def decide_for(
@@ -145,6 +145,8 @@ def apply_decision(
             values["pages_sent"] = status.pages_sent
         if status.cost is not None:
             values["cost"] = status.cost
+    if attempt is not None and entry.is_call_failure:
+        values["unsent_attempts"] = job.unsent_attempts + 1
     if decision.step is Step.POLL:
         values["next_poll_at"] = now + timedelta(seconds=decision.delay or 0)
     elif target is JobState.PENDING:

@@ -145,11 +145,20 @@ class History:
     """What the policy needs to know of the job's past.
 
     ``attempts`` counts attempts made so far (the one just classified included);
-    ``immediate_retries`` counts retry_immediately steps taken in a row.
+    ``immediate_retries`` counts retry_immediately steps taken in a row; ``unsent`` counts
+    the earlier attempts whose call failed before the provider took the fax.
     """
 
     attempts: int
     immediate_retries: int = 0
+    unsent: int = 0
+
+    def spent(self, entry: StatusEntry) -> int:
+        """The attempts ``entry``'s limit counts: a failed call counts every attempt (so an
+        unreachable provider is not called forever); a fax's status counts only the
+        attempts that transmitted, so faults of the network never use up a busy line's or
+        a partial send's retries."""
+        return self.attempts if entry.is_call_failure else self.attempts - self.unsent
 
 
 class Step(StrEnum):
@@ -216,7 +225,7 @@ def _decide(
         return Decision(Step.SUCCEED, f"partial result accepted: {what}")
     if entry.reroutable and entry.outcome is Outcome.FAILURE and next_provider is not None:
         backoff = overrides.apply(policy.backoff(entry.provider, entry.family))
-        if history.attempts < backoff.max_attempts:
+        if history.spent(entry) < backoff.max_attempts:
             return Decision(
                 Step.REROUTE, f"rerouted to {next_provider}: {what}", policy.immediate_delay
             )
@@ -239,7 +248,7 @@ def _decide(
             history.immediate_retries < policy.immediate_max_retries
         ):
             backoff = overrides.apply(policy.backoff(entry.provider, entry.family))
-            if history.attempts < backoff.max_attempts:
+            if history.spent(entry) < backoff.max_attempts:
                 return Decision(
                     Step.RETRY,
                     f"retrying at once ({history.immediate_retries + 1} of "
@@ -260,14 +269,15 @@ def _wait_and_retry(
     what: str,
 ) -> Decision:
     backoff = overrides.apply(policy.backoff(entry.provider, entry.family))
-    if history.attempts >= backoff.max_attempts:
-        return Decision(Step.FAIL, f"gave up after {history.attempts} attempts: {what}")
-    delay = backoff.compute_delay(history.attempts, rng)
+    spent = history.spent(entry)
+    if spent >= backoff.max_attempts:
+        return Decision(Step.FAIL, f"gave up after {spent} attempts: {what}")
+    delay = backoff.compute_delay(spent, rng)
     if retry_after is not None:
         delay = max(delay, retry_after)
     return Decision(
         Step.RETRY,
-        f"attempt {history.attempts + 1} of {backoff.max_attempts} after a wait: {what}",
+        f"attempt {spent + 1} of {backoff.max_attempts} after a wait: {what}",
         delay,
     )
 

@@ -76,6 +76,12 @@ class StatusEntry:
     known: bool = True
 
     @property
+    def is_call_failure(self) -> bool:
+        """True when the call itself failed (timeout, 5xx, 429...): no fax was transmitted,
+        so the attempt counts against the transport limits only, not a fax family's."""
+        return self.family in (Family.TRANSPORT, Family.RATE_LIMIT)
+
+    @property
     def is_final(self) -> bool:
         """True when the provider will not change this fax's status any more."""
         return self.outcome is not Outcome.IN_PROGRESS

@@ -125,6 +125,8 @@ class Job(Base):
     immediate_retries: Mapped[int] = mapped_column(Integer, default=0)
     #: attempt_count when the current retry budget began (an operator retry starts a new one)
     budget_start: Mapped[int] = mapped_column(Integer, default=0)
+    #: attempts of the current budget whose call failed before the provider took the fax
+    unsent_attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_fax_id: Mapped[str | None] = mapped_column(String(128))
     last_code: Mapped[str | None] = mapped_column(String(64))
     last_outcome: Mapped[str | None] = mapped_column(String(16))

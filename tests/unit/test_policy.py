@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.settings import CONFIG_DIR
-from dispatcher.catalogue import Remediation, classify, entries
+from dispatcher.catalogue import Remediation, classify, classify_transport, entries
 from dispatcher.errors import ConfigurationError
 from dispatcher.policy import (
     Decision,
@@ -56,6 +56,16 @@ def test_backoff_grows_then_gives_up_at_the_limit() -> None:
     assert delays[0] < delays[1] < delays[2]
     final = decide(entry, History(attempts=6), POLICY)
     assert final.step is Step.FAIL and "gave up after 6 attempts" in final.reason
+
+
+def test_failed_calls_count_only_against_the_transport_limit() -> None:
+    # Three calls that never reached InterFAX, then a transmission that ended partial
+    history = History(attempts=4, unsent=3)
+    partial = decide(classify("interfax", 3268), history, POLICY, rng=random.Random(0))
+    assert partial.step is Step.RETRY and "attempt 2 of 4" in partial.reason
+    # But a provider that cannot be reached is not called forever: every attempt counts
+    timeout = classify_transport("interfax", "timeout")
+    assert decide(timeout, History(attempts=8, unsent=7), POLICY).step is Step.FAIL
 
 
 def test_time_scale_multiplies_every_delay() -> None:
@@ -136,7 +146,14 @@ def test_provider_family_sections_override_the_family(tmp_path: Path) -> None:
 # --- properties ------------------------------------------------------------------------
 
 entries_st = st.sampled_from(ALL_ENTRIES)
-history_st = st.builds(History, attempts=st.integers(1, 20), immediate_retries=st.integers(0, 5))
+history_st = st.integers(1, 20).flatmap(
+    lambda attempts: st.builds(
+        History,
+        attempts=st.just(attempts),
+        immediate_retries=st.integers(0, 5),
+        unsent=st.integers(0, attempts - 1),
+    )
+)
 
 
 @given(entries_st, history_st, st.integers(0, 2**32))
@@ -152,7 +169,7 @@ def test_delays_stay_within_bounds(entry, history, seed) -> None:
 def test_attempts_never_exceed_the_limit(entry, history) -> None:
     decision = decide(entry, history, POLICY)
     if decision.step is Step.RETRY:
-        assert history.attempts < POLICY.backoff(entry.provider, entry.family).max_attempts
+        assert history.spent(entry) < POLICY.backoff(entry.provider, entry.family).max_attempts
 
 
 @given(entries_st, history_st)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from dispatcher import sending, tracking
 from dispatcher.context import Context
-from dispatcher.errors import ProviderRejected, ProviderTimeout, ValidationError
+from dispatcher.errors import ProviderError, ProviderRejected, ProviderTimeout, ValidationError
 from dispatcher.lifecycle import AttemptKind, EventSource, JobState
 from dispatcher.providers.base import ManualRetry
 from dispatcher.providers.twin import TwinAdapter
@@ -60,6 +60,30 @@ def test_a_success_read_by_a_poll_finishes_the_job_and_frees_its_line(
     assert (attempt.status_code, attempt.outcome) == ("0", "success")
     assert attempt.finished_at is not None
     assert guards.effects == [("release", job.to_number, job_id)]
+
+
+def test_attempts_that_never_reached_the_provider_do_not_use_up_a_partial_sends_retries(
+    twin_ctx: Context, twin: TwinAdapter, clock: Clock
+) -> None:
+    # Given a job whose first three attempts never reached InterFAX (partial sends get 4)
+    job_id = submit_job()
+    for number in (1, 2, 3):
+        twin.refuse_next(ProviderError("interfax", "connect", "connection refused"))
+        sending.dispatch([(job_id, number)], ctx=twin_ctx)
+        clock.advance(3600)
+    assert twin.sends(job_id) == []
+    # And whose fourth, its first transmission, ends partial
+    sending.dispatch([(job_id, 4)], ctx=twin_ctx)
+    fax_id = job_of(twin_ctx, job_id).provider_fax_id
+    assert fax_id is not None
+    twin.finish(fax_id, "3268")
+
+    tracking.poll("interfax", [job_id], ctx=twin_ctx)
+
+    # Then the partial send is retried: one transmission of four has been spent, not four
+    job = job_of(twin_ctx, job_id)
+    assert (job.state, job.attempt_count) == (JobState.PENDING, 4), job.reason
+    assert job.reason is not None and job.reason.startswith("attempt 2 of 4 after a wait")
 
 
 def test_a_status_read_twice_is_recorded_once(twin_ctx: Context, twin: TwinAdapter) -> None:
