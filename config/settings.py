@@ -178,6 +178,12 @@ class Settings(BaseSettings):
         lt=0.5,
         description="Share of each tick kept for each lower priority lane that has work.",
     )
+    pause_probe_interval: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds between probes of a provider paused for credit: one job is "
+        "sent to find out whether credit is back (scaled by FAX_TIME_SCALE).",
+    )
     callbacks: CallbackSettings = CallbackSettings()
     sandbox_url: str | None = Field(
         default=None,

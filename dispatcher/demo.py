@@ -22,19 +22,19 @@ class DemoFax:
     provider: str
     to: str
     expected: str  # the job state the scenario leads to
-    resume_when_held: bool = False
     options: dict[str, Any] | None = None
 
 
-#: (scenario, number, expected final state, resume when held)
-SCENARIOS: list[tuple[str, str, str, bool]] = [
-    ("success", "+12025550100", "succeeded", False),
-    ("busy, busy, success", "+12025550101", "succeeded", False),
-    ("no answer", "+12025550102", "failed", False),
-    ("unallocated number", "+12025550103", "failed", False),
-    ("temporary failure", "+12025550105", "succeeded", False),
-    ("out of credit, resumed", "+12025550106", "succeeded", True),
-    ("partial send", "+12025550107", "succeeded", False),
+#: (scenario, number, expected final state)
+SCENARIOS: list[tuple[str, str, str]] = [
+    ("success", "+12025550100", "succeeded"),
+    ("busy, busy, success", "+12025550101", "succeeded"),
+    ("no answer", "+12025550102", "failed"),
+    ("unallocated number", "+12025550103", "failed"),
+    ("temporary failure", "+12025550105", "succeeded"),
+    # The provider pauses itself; its probe finds credit back and the pause ends.
+    ("out of credit, then probed", "+12025550106", "succeeded"),
+    ("partial send", "+12025550107", "succeeded"),
 ]
 
 
@@ -45,12 +45,11 @@ def sample_batch() -> list[DemoFax]:
             provider,
             number,
             expected,
-            resume,
             # No answer gives up after 3 attempts here so the demo ends quickly.
             {"max_attempts": 3} if scenario == "no answer" else None,
         )
         for provider in PROVIDERS
-        for scenario, number, expected, resume in SCENARIOS
+        for scenario, number, expected in SCENARIOS
     ]
 
 

@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
-from dispatcher.catalogue import Family, Outcome, StatusEntry
+from dispatcher import pauses
+from dispatcher.catalogue import Family, Outcome, Remediation, StatusEntry
 from dispatcher.clock import utcnow
 from dispatcher.context import Context
 from dispatcher.effects import after_commit
@@ -38,7 +39,6 @@ _TARGET = {
     Step.SUCCEED: JobState.SUCCEEDED,
     Step.RETRY: JobState.PENDING,
     Step.REROUTE: JobState.PENDING,
-    Step.HOLD: JobState.HELD,
     Step.FAIL: JobState.FAILED,
 }
 
@@ -164,6 +164,12 @@ def apply_decision(
     number, job_id = job.to_number, job.id
     if not transition(session, job, target, **values):
         return False
+    if entry.remediation is Remediation.WAIT_FOR_CREDIT:
+        probe_in = ctx.settings.scaled(ctx.settings.pause_probe_interval)
+        reason = f"out of credit: {entry.label}"
+        pauses.pause_for_credit(session, entry.provider, reason, now, probe_in)
+    elif entry.outcome in (Outcome.SUCCESS, Outcome.PARTIAL):
+        pauses.resume_after_credit(session, entry.provider)
     if target is JobState.IN_PROGRESS:
         after_commit(session, lambda: ctx.guards.keep_line(number, job_id))
     else:

@@ -165,7 +165,6 @@ class Step(StrEnum):
     POLL = "poll"
     RETRY = "retry"
     REROUTE = "reroute"
-    HOLD = "hold"
     SUCCEED = "succeed"
     FAIL = "fail"
 
@@ -243,7 +242,9 @@ def _decide(
                 Step.POLL, f"provider holds the fax for credit: {what}", timing.credit_recheck
             )
         case Remediation.WAIT_FOR_CREDIT:
-            return Decision(Step.HOLD, f"held until credit is added: {what}")
+            # The provider is paused for credit (``dispatcher.pauses``): the job waits
+            # pending with the others, and goes again when a probe finds credit back.
+            return Decision(Step.RETRY, f"waiting for credit: {what}", 0.0)
         case Remediation.RETRY_IMMEDIATELY if (
             history.immediate_retries < policy.immediate_max_retries
         ):

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from dispatcher import pauses
 from dispatcher.errors import JobNotFound, ValidationError
-from dispatcher.lifecycle import FINAL_STATES
+from dispatcher.lifecycle import FINAL_STATES, JobState
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job, JobTag, StatusEvent
 from dispatcher.tenants import OPERATOR, Caller
@@ -27,6 +28,8 @@ __all__ = [
     "job_view",
     "list_jobs",
     "metadata_pairs",
+    "oldest_due_at",
+    "state_counts",
 ]
 
 
@@ -120,8 +123,14 @@ def _load(session: Session, job_id: str, caller: Caller) -> Job:
 
 
 def get_job(job_id: str, caller: Caller = OPERATOR) -> dict[str, Any]:
+    """The job; a pending one whose provider is paused says so in its reason."""
     with session_scope() as session:
-        return job_view(_load(session, job_id, caller))
+        job = _load(session, job_id, caller)
+        view = job_view(job)
+        if job.state == JobState.PENDING:
+            paused = pauses.paused_reason(pauses.recent(session), job.provider, job.id)
+            view["reason"] = paused or view["reason"]
+        return view
 
 
 def attempts(job_id: str, caller: Caller = OPERATOR) -> list[dict[str, Any]]:
@@ -155,6 +164,8 @@ class Search:
     since: datetime | None = None  # created at or after
     until: datetime | None = None  # created before
     metadata: Mapping[str, str] = field(default_factory=dict)
+    remediation: str | None = None  # of its last status (with ``state``: indexed by state)
+    tenant_id: str | None = None  # an operator narrowing to one tenant's jobs
 
 
 def metadata_pairs(raw: Sequence[str]) -> dict[str, str]:
@@ -171,20 +182,22 @@ def metadata_pairs(raw: Sequence[str]) -> dict[str, str]:
 def _where(search: Search, caller: Caller) -> list[ColumnElement[bool]]:
     """The search's conditions, each backed by an index (``store/models.py``)."""
     conditions: list[ColumnElement[bool]] = []
-    if caller.tenant_id is not None:
-        conditions.append(Job.tenant_id == caller.tenant_id)
+    tenant_id = caller.tenant_id if caller.tenant_id is not None else search.tenant_id
+    if tenant_id is not None:
+        conditions.append(Job.tenant_id == tenant_id)
     equal = {
         Job.state: search.state,
         Job.provider: search.provider,
         Job.priority: search.priority,
         Job.to_number: search.to,
         Job.batch_id: search.batch_id,
+        Job.last_remediation: search.remediation,
     }
     conditions.extend(column == value for column, value in equal.items() if value)
     if search.idempotency_key:
         stored = search.idempotency_key
-        if caller.tenant_id is not None:
-            stored = f"{caller.tenant_id}:{stored}"
+        if tenant_id is not None:  # a tenant's keys are stored scoped to it
+            stored = f"{tenant_id}:{stored}"
         conditions.append(Job.idempotency_key == stored)
     if search.since:
         conditions.append(Job.created_at >= search.since)
@@ -229,3 +242,21 @@ def count_final() -> int:
             )
             or 0
         )
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    """How many jobs are in each state (every state, 0 for none)."""
+    counted = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+    return {state.value: counted.get(state.value, 0) for state in JobState}
+
+
+def oldest_due_at(session: Session, now: datetime) -> datetime | None:
+    """When the longest-waiting due send or poll became due (None: nothing is due); how
+    far behind the workers are."""
+    due = or_(
+        and_(Job.state == JobState.PENDING, Job.next_attempt_at <= now),
+        and_(Job.state == JobState.IN_PROGRESS, Job.next_poll_at <= now),
+    )
+    due_at = case((Job.state == JobState.PENDING, Job.next_attempt_at), else_=Job.next_poll_at)
+    oldest: datetime | None = session.scalar(select(func.min(due_at)).where(due))
+    return oldest

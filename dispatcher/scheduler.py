@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
+from dispatcher import pauses
 from dispatcher.callbacks import delivery
 from dispatcher.clock import utcnow
 from dispatcher.lanes import LANES, Priority, lane_rooms
@@ -135,7 +136,12 @@ def claim_due(now: datetime | None = None) -> Due:
     poll_room = 0 if depth["poll"] * settings.poll_batch_size >= batch else batch
     rooms = lane_rooms(batch, settings.lane_share)
     with session_scope() as session:
-        dispatches: dict[Priority, list[tuple[str, int]]] = {}
+        dispatches: dict[Priority, list[tuple[str, int]]] = {lane: [] for lane in LANES}
+        # A paused provider's jobs wait unpublished; a pause for credit sends its probe.
+        paused = pauses.current(session)
+        not_paused = (Job.provider.not_in(list(paused)),) if paused else ()
+        for job_id, number, lane_name in pauses.claim_probes(session, paused, now, guard):
+            dispatches[Priority(lane_name)].append((job_id, number))
         taken = 0
         for lane in LANES:
             room = 0 if depth[lane.queue] >= batch else rooms[lane] - taken
@@ -146,6 +152,7 @@ def claim_due(now: datetime | None = None) -> Due:
                     Job.state == JobState.PENDING,
                     Job.priority == lane,
                     or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
+                    *not_paused,
                 ),
                 Job.next_attempt_at,
                 max(room, 0),
@@ -153,7 +160,7 @@ def claim_due(now: datetime | None = None) -> Due:
                 guard,
             )
             taken += len(pending)
-            dispatches[lane] = [(row.id, row.attempt_count + 1) for row in pending]
+            dispatches[lane] += [(row.id, row.attempt_count + 1) for row in pending]
         polls = _claim_due(
             session,
             (Job.id, Job.provider),

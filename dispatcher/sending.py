@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import BindParameter, Connection, Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from dispatcher import guards
+from dispatcher import guards, pauses
 from dispatcher.catalogue import classify_transport
 from dispatcher.context import Context, current
 from dispatcher.effects import after_commit
@@ -255,6 +255,7 @@ def _claim(
         }
         retried = [job_id for job_id, row in rows.items() if row.attempt_count]
         unsettled = set(connection.scalars(_UNSETTLED, {"ids": retried})) if retried else set()
+        paused = pauses.current(connection)
     ready: list[Row[Any]] = []
     for job_id, number in chunk:
         row = rows.get(job_id)
@@ -268,6 +269,10 @@ def _claim(
             outcomes[job_id] = _on_job(ctx, job_id, number, partial(_expire, ctx))
         elif job_id in unsettled:
             outcomes[job_id] = _settle_earlier(ctx, job_id, number)
+        elif waiting := pauses.paused_reason(paused, row.provider, job_id):
+            outcomes[job_id] = _on_job(
+                ctx, job_id, number, partial(_wait_paused, ctx, reason=waiting)
+            )
         else:
             ready.append(row)
     ready, documents = _sendable(ctx, ready, outcomes)
@@ -488,6 +493,15 @@ def _hold(ctx: Context, session: Session, job: Job, reason: str) -> str:
         return "skipped: moved meanwhile"
     record_event(session, job, source=EventSource.DISPATCH, state_from=state_from, detail=reason)
     return f"held: {reason}"
+
+
+def _wait_paused(ctx: Context, session: Session, job: Job, reason: str) -> str:
+    """Leave the job pending, due: the tick publishes it once its provider is resumed."""
+    state_from = job.state
+    if not transition(session, job, JobState.PENDING, reason=reason, next_attempt_at=ctx.now()):
+        return "skipped: moved meanwhile"
+    record_event(session, job, source=EventSource.DISPATCH, state_from=state_from, detail=reason)
+    return f"deferred: {reason}"
 
 
 def _defer(ctx: Context, session: Session, job: Job, hold: guards.Hold) -> str:

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dispatcher.api import batches, callbacks, errors, faxes, metrics, webhooks
+from dispatcher.api import batches, callbacks, errors, faxes, metrics, providers, webhooks
+from dispatcher.api.console import router as console_router
 from dispatcher.privacy import mask_numbers, mask_numbers_in_http_logs
 from dispatcher.runtime import document_store
 
@@ -92,6 +93,8 @@ def create_app() -> FastAPI:
     app.include_router(callbacks.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
+    app.include_router(providers.router)
+    app.include_router(console_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:

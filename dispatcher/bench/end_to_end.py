@@ -5,7 +5,7 @@ A mix over the three providers: most go to plain numbers (they succeed), one in
 answer, unallocated, invalid, temporary failure, out of credit, partial). Those share
 eight lines, which the line lease serializes, so they are kept a small share. Times
 are scaled by ``TIME_SCALE`` so backoffs and polls are quick; the bench drives the tick
-(as beat would) and resumes faxes held for credit (as an operator would).
+(as beat would). A provider out of credit pauses itself until its probe goes through.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from dispatcher import operations
 from dispatcher.bench.dispatch import Layout
 from dispatcher.bench.harness import bench_stack
 from dispatcher.bench.report import Measurement
 from dispatcher.bench.workload import document, plain_numbers
-from dispatcher.lifecycle import FINAL_STATES, JobState
+from dispatcher.lifecycle import FINAL_STATES
 from dispatcher.providers.registry import PROVIDERS
 from dispatcher.scheduler import tick
 from dispatcher.store.db import session_scope
@@ -56,13 +55,6 @@ def _states() -> Counter[str]:
     return Counter({str(state): n for state, n in rows})
 
 
-def _resume_held() -> None:
-    with session_scope() as session:
-        held = session.scalars(select(Job.id).where(Job.state == JobState.HELD)).all()
-    for job_id in held:
-        operations.resume(job_id, "credit added (bench)")
-
-
 def measure_end_to_end(
     count: int, layout: Layout, bare_rate: float, timeout: float = 900.0
 ) -> Measurement:
@@ -77,7 +69,6 @@ def measure_end_to_end(
         submit_many(requests, publish=False)
         while True:
             tick()
-            _resume_held()
             states = _states()
             done = sum(n for state, n in states.items() if state in final)
             if done == count or time.monotonic() - start > timeout:

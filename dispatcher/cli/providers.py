@@ -1,54 +1,80 @@
-"""``faxctl providers``: each provider's circuit breaker, limits and where it points."""
+"""``faxctl providers``: each provider's breaker, pause and limits; ``pause`` and
+``resume`` stop and restart new sends through one provider for every worker."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
+import typer
 from rich.table import Table
 
-from config.settings import get_settings
-from dispatcher import guards
-from dispatcher.cli._app import JsonOption, app, console, print_json
-from dispatcher.providers.registry import PROVIDERS, definition
-from dispatcher.routing import current_routing
+from dispatcher import pauses
+from dispatcher.cli._app import JsonOption, app, console, errors, fail, print_json
+from dispatcher.provider_status import provider_rows
+from dispatcher.providers.registry import provider_name
 
-__all__ = ["providers"]
+__all__ = ["pause", "resume", "show"]
 
+providers_app = typer.Typer(
+    help="Each provider's circuit breaker, pause and rate limits (shared by all workers); "
+    "pause or resume one.",
+    invoke_without_command=True,
+)
+app.add_typer(providers_app, name="providers")
 
-def _where(provider: str) -> str:
-    settings = get_settings()
-    own = definition(provider).load_settings()
-    if own.configured():
-        return own.base_url
-    return f"sandbox at {settings.sandbox_url}" if settings.sandbox_url else "not configured"
-
-
-def _row(provider: str) -> dict[str, Any]:
-    status = guards.breaker(provider).status()
-    limits = current_routing().limits.get(provider)
-    return {
-        "provider": provider,
-        "endpoint": _where(provider),
-        "circuit": status.state.value,
-        "consecutive_failures": status.failures,
-        "probe_in_seconds": round(status.retry_in, 1),
-        "sends_per_second": limits.sends_per_second if limits else None,
-        "status_reads_per_minute": limits.status_reads_per_minute if limits else None,
-    }
+_COLUMNS = (
+    "provider",
+    "endpoint",
+    "circuit",
+    "consecutive_failures",
+    "probe_in_seconds",
+    "paused_reason",
+    "next_credit_probe_at",
+    "sends_per_second",
+    "status_reads_per_minute",
+)
 
 
-@app.command()
-def providers(as_json: JsonOption = False) -> None:
-    """Each provider's circuit breaker state and rate limits (shared by all workers)."""
-    rows = [_row(provider) for provider in PROVIDERS]
+@providers_app.callback()
+def show(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Each provider's circuit breaker state, pause and rate limits."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = provider_rows()
     if as_json:
         print_json(rows)
         return
     table = Table(title="providers")
-    for column in rows[0]:
-        table.add_column(column.replace("_", " "))
+    for column in _COLUMNS:
+        table.add_column("paused" if column == "paused_reason" else column.replace("_", " "))
     for row in rows:
-        circuit = row["circuit"]
-        row = {**row, "circuit": circuit if circuit == "closed" else f"[red]{circuit}[/red]"}
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        cells = {c: "" if row[c] is None else str(row[c]) for c in _COLUMNS}
+        if row["circuit"] != "closed":
+            cells["circuit"] = f"[red]{row['circuit']}[/red]"
+        if row["paused"]:
+            cells["paused_reason"] = f"[red]{row['paused_reason']}[/red] (by {row['paused_by']})"
+        table.add_row(*cells.values())
     console.print(table)
+
+
+@providers_app.command()
+def pause(
+    name: Annotated[str, typer.Argument(help="The provider to pause.")],
+    reason: Annotated[str, typer.Option(help="Shown on every waiting job.")] = "paused by an "
+    "operator",
+) -> None:
+    """Stop new sends through a provider, on every worker: its jobs wait as pending, with
+    the reason. Faxes already in progress are still followed."""
+    with errors():
+        pauses.pause(provider_name(name), reason, "faxctl")
+    console.print(f"{name} paused: {reason}")
+
+
+@providers_app.command()
+def resume(name: Annotated[str, typer.Argument(help="The provider to resume.")]) -> None:
+    """Send through a paused provider again (its waiting jobs go at the next tick)."""
+    with errors():
+        resumed = pauses.resume(provider_name(name))
+    if not resumed:
+        raise fail(f"{name} is not paused")
+    console.print(f"{name} resumed")

@@ -115,9 +115,6 @@ def _run_batch(api: FaxClient, timeout: float) -> list[tuple[DemoFax, Fax]]:
     with Live(console=console, refresh_per_second=4) as live:
         while True:
             rows = [(fax, api.get(job_id)) for fax, job_id in batch]
-            for fax, job in rows:
-                if job.state == "held" and fax.resume_when_held:
-                    api.resume(job.id)  # the operator added credit
             live.update(_table(rows))
             if all(job.state in {"succeeded", "failed", "cancelled"} for _, job in rows):
                 return rows

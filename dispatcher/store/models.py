@@ -41,6 +41,7 @@ __all__ = [
     "Job",
     "JobDocument",
     "JobTag",
+    "ProviderPause",
     "StatusEvent",
     "Tenant",
     "UTCDateTime",
@@ -282,6 +283,22 @@ class StatusEvent(Base):
     observed_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: for an operator's action, who acted: an API key's id, an admin token, ``faxctl``
     actor: Mapped[str | None] = mapped_column(String(64))
+
+
+class ProviderPause(Base):
+    """A provider no new send goes through until it is resumed: by an operator, or by
+    itself for credit (``automatic``: one probe job goes at ``next_probe_at``)."""
+
+    __tablename__ = "provider_pauses"
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    paused_by: Mapped[str] = mapped_column(String(64))
+    paused_at: Mapped[datetime] = mapped_column(default=utcnow)
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_probe_at: Mapped[datetime | None]
+    #: the one job let through to find out whether credit is back
+    probe_job_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class WebhookEvent(Base):

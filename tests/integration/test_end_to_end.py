@@ -31,7 +31,6 @@ BUSY_BUSY_SUCCESS = "+12025550101"
 NO_ANSWER = "+12025550102"
 UNALLOCATED = "+12025550103"
 TEMPORARY = "+12025550105"
-NO_CREDIT = "+12025550106"
 PARTIAL = "+12025550107"
 SLOW = "+12025550109"
 FINAL = {"succeeded", "failed", "cancelled"}
@@ -123,18 +122,6 @@ def test_a_temporary_failure_is_retried_at_once(stack: Stack) -> None:
         datetime.fromisoformat(second["started_at"]) - datetime.fromisoformat(first["finished_at"])
     ).total_seconds()
     assert gap < 120 * TIME_SCALE  # far sooner than any wait_and_retry backoff
-    assert len(stack.sends(job_id)) == 2
-
-
-def test_out_of_credit_holds_until_resumed(stack: Stack) -> None:
-    job_id = send(NO_CREDIT, "faxplus")
-    held = state_in(stack, job_id, {"held"} | FINAL)
-    assert held["state"] == "held"
-    assert held["remediation"] == "wait_for_credit"
-    assert len(stack.sends(job_id)) == 1
-    operations.resume(job_id)
-    assert state_in(stack, job_id, FINAL)["state"] == "succeeded"
-    assert [r["code"] for r in queries.attempts(job_id)] == ["insufficient_credit", "success"]
     assert len(stack.sends(job_id)) == 2
 
 

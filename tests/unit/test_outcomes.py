@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from dispatcher import sending
+from dispatcher import pauses, sending
 from dispatcher.catalogue import classify
 from dispatcher.context import Context
 from dispatcher.lifecycle import EventSource, JobState
@@ -159,17 +159,31 @@ def test_a_job_moved_meanwhile_is_left_alone_and_nothing_follows(
         assert session.scalars(select(Attempt.finished_at)).one() is None
 
 
-def test_no_credit_holds_the_job_until_an_operator_acts(
-    twin_ctx: Context, guards: MemoryGuards
+def test_no_credit_pauses_the_provider_and_the_job_waits_pending_with_the_others(
+    twin_ctx: Context, twin: TwinAdapter, guards: MemoryGuards, clock: Clock
 ) -> None:
     job_id, fax_id = in_progress(twin_ctx, provider="interfax")
+    other_id, other_fax = in_progress(twin_ctx, to="+12125550111", provider="interfax")
+    queued = submit_job("+12125550112", provider="interfax")
 
     assert apply(twin_ctx, job_id, ProviderStatus(fax_id, "205000"))
 
+    # The job waits, pending, and InterFAX is paused for credit, its first probe later
     job = job_of(twin_ctx, job_id)
-    assert job.state == JobState.HELD
-    assert job.reason is not None and job.reason.startswith("held until credit is added")
+    assert job.state == JobState.PENDING
+    assert job.reason is not None and job.reason.startswith("waiting for credit")
     assert guards.effects[-1] == ("release", job.to_number, job_id)
+    pause = pauses.current()["interfax"]
+    assert pause.automatic and pause.reason == "out of credit: Quota exceeded"
+    assert pause.next_probe_at is not None and pause.next_probe_at > clock()
+    # A job already queued for InterFAX is not sent: it waits, pending, with the reason
+    sending.dispatch([(queued, 1)], ctx=twin_ctx)
+    assert twin.sends(queued) == []
+    waiting = job_of(twin_ctx, queued)
+    assert (waiting.state, waiting.reason) == (JobState.PENDING, pause.waiting_reason)
+    # A fax through InterFAX that goes through ends the pause by itself
+    assert apply(twin_ctx, other_id, ProviderStatus(other_fax, "0"))
+    assert pauses.current() == {}
     with twin_ctx.session() as session:
         attempt = session.scalars(select(Attempt).where(Attempt.job_id == job_id)).one()
     assert (attempt.status_code, attempt.outcome) == ("205000", "failure")

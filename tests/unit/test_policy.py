@@ -91,9 +91,11 @@ def test_a_provider_holding_the_fax_for_credit_is_polled_not_resent() -> None:
     assert decision.delay == POLICY.poll.credit_recheck
 
 
-def test_out_of_credit_after_the_fact_holds_the_job() -> None:
-    decision = decide(classify("faxplus", "insufficient_credit"), History(1), POLICY)
-    assert decision.step is Step.HOLD
+def test_out_of_credit_after_the_fact_waits_with_the_others_whatever_its_attempts() -> None:
+    # The provider is paused for credit meanwhile: no attempt limit ends the job
+    decision = decide(classify("faxplus", "insufficient_credit"), History(50), POLICY)
+    assert (decision.step, decision.delay) == (Step.RETRY, 0.0)
+    assert decision.reason.startswith("waiting for credit")
 
 
 def test_rate_limit_waits_at_least_retry_after() -> None:
@@ -146,6 +148,10 @@ def test_provider_family_sections_override_the_family(tmp_path: Path) -> None:
 # --- properties ------------------------------------------------------------------------
 
 entries_st = st.sampled_from(ALL_ENTRIES)
+#: Out of credit pauses the provider: the job waits for a probe, not for a backoff.
+backoff_entries_st = st.sampled_from(
+    [e for e in ALL_ENTRIES if e.remediation is not Remediation.WAIT_FOR_CREDIT]
+)
 history_st = st.integers(1, 20).flatmap(
     lambda attempts: st.builds(
         History,
@@ -156,7 +162,7 @@ history_st = st.integers(1, 20).flatmap(
 )
 
 
-@given(entries_st, history_st, st.integers(0, 2**32))
+@given(backoff_entries_st, history_st, st.integers(0, 2**32))
 def test_delays_stay_within_bounds(entry, history, seed) -> None:
     decision = decide(entry, history, POLICY, rng=random.Random(seed))
     if decision.step is Step.RETRY and not decision.immediate:
@@ -165,7 +171,7 @@ def test_delays_stay_within_bounds(entry, history, seed) -> None:
         assert low <= delay_of(decision) <= backoff.cap * (1 + backoff.jitter)
 
 
-@given(entries_st, history_st)
+@given(backoff_entries_st, history_st)
 def test_attempts_never_exceed_the_limit(entry, history) -> None:
     decision = decide(entry, history, POLICY)
     if decision.step is Step.RETRY:
