@@ -83,7 +83,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     _S.IN_PROGRESS: frozenset(
         {_S.IN_PROGRESS, _S.PENDING, _S.HELD, _S.SUCCEEDED, _S.FAILED, _S.CANCELLED}
     ),
-    _S.HELD: frozenset({_S.PENDING, _S.IN_PROGRESS, _S.CANCELLED, _S.FAILED}),
+    _S.HELD: frozenset({_S.HELD, _S.PENDING, _S.IN_PROGRESS, _S.CANCELLED, _S.FAILED}),
     _S.FAILED: frozenset({_S.PENDING, _S.IN_PROGRESS}),
     _S.SUCCEEDED: frozenset(),
     _S.CANCELLED: frozenset(),
@@ -96,6 +96,7 @@ OPERATOR_MOVES: dict[str, tuple[frozenset[JobState], JobState]] = {
     "hold": (frozenset({_S.PENDING}), _S.HELD),
     "resume": (frozenset({_S.HELD}), _S.PENDING),
     "retry": (frozenset({_S.FAILED}), _S.PENDING),
+    "push": (frozenset({_S.PENDING}), _S.PENDING),
 }
 
 

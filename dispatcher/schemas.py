@@ -17,6 +17,7 @@ __all__ = [
     "EndpointCreated",
     "Event",
     "Fax",
+    "FaxChanges",
     "FaxPage",
     "RejectedRow",
 ]
@@ -58,6 +59,18 @@ class Fax(BaseModel):
     payloads_purged_at: datetime | None = Field(
         default=None, description="When the providers' raw payloads were purged."
     )
+
+
+class FaxChanges(BaseModel):
+    """``PATCH /v1/faxes/{id}``: the values to change; one left out stays as it is."""
+
+    model_config = {"extra": "forbid"}
+
+    to: str | None = Field(None, description="A new destination in E.164.")
+    send_at: str | None = Field(None, description="ISO 8601 time with a zone.")
+    deadline: str | None = Field(None, description="ISO 8601 time with a zone.")
+    priority: str | None = Field(None, description="urgent, normal or bulk.")
+    provider: str | None = Field(None, description="A provider to send through instead.")
 
 
 class FaxPage(BaseModel):

@@ -23,7 +23,7 @@ from dispatcher.lanes import Priority, parse_priority
 from dispatcher.lifecycle import JobState
 from dispatcher.providers.registry import PROVIDERS, provider_name
 from dispatcher.queries import Search
-from dispatcher.schemas import Attempt, Event, Fax, FaxPage
+from dispatcher.schemas import Attempt, Event, Fax, FaxChanges, FaxPage
 from dispatcher.store.models import Job
 from dispatcher.submission import FaxRequest, submit
 from dispatcher.tenants import admit
@@ -31,6 +31,7 @@ from dispatcher.validation import normalize_number
 
 __all__ = [
     "PROVIDER_ENUM",
+    "alter_fax",
     "create_fax",
     "get_attempts",
     "get_events",
@@ -248,3 +249,22 @@ _action("cancel", operations.cancel, "Cancel a fax (at the provider too, if in p
 _action("hold", operations.hold, "Keep a pending fax from being sent")
 _action("resume", operations.resume, "Send a held fax again")
 _action("retry", operations.retry, "Give a failed fax a fresh attempt budget")
+_action("push", operations.push, "Send a pending fax now")
+
+
+@router.patch("/{job_id}", response_model=Fax, summary="Change a pending or held fax")
+def alter_fax(job_id: JobId, caller: CallerDep, changes: FaxChanges) -> dict[str, Any]:
+    """Each value given is checked as at submit; the job's events record who changed what
+    from what. 409 while the fax is being sent or in progress."""
+    operations.alter(
+        job_id,
+        operations.Alteration(
+            changes.to,
+            _time("send_at", changes.send_at),
+            _time("deadline", changes.deadline),
+            changes.priority,
+            changes.provider,
+        ),
+        caller,
+    )
+    return queries.get_job(job_id, caller)

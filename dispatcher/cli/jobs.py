@@ -1,4 +1,5 @@
-"""``faxctl send|status|attempts|list|cancel|hold|resume|retry``: one fax at a time."""
+"""``faxctl send|status|attempts|list|cancel|hold|resume|retry|push|alter``: one fax at a
+time."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import getpass
 import socket
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +30,18 @@ from dispatcher.submission import FaxRequest, submit
 from dispatcher.tenants import Caller
 from dispatcher.validation import normalize_number
 
-__all__ = ["attempts", "cancel", "hold", "list_", "resume", "retry", "send", "status"]
+__all__ = [
+    "alter",
+    "attempts",
+    "cancel",
+    "hold",
+    "list_",
+    "push",
+    "resume",
+    "retry",
+    "send",
+    "status",
+]
 
 JobId = Annotated[str, typer.Argument(help="The job id faxctl send printed.")]
 
@@ -203,3 +216,29 @@ def resume(job_id: JobId, as_json: JsonOption = False) -> None:
 def retry(job_id: JobId, as_json: JsonOption = False) -> None:
     """Give a failed job a fresh attempt budget and send it again."""
     _operator(operations.retry, job_id, as_json)
+
+
+@app.command()
+def push(job_id: JobId, as_json: JsonOption = False) -> None:
+    """Send a pending job now (its send time and any wait before its next attempt go)."""
+    _operator(operations.push, job_id, as_json)
+
+
+@app.command()
+def alter(
+    job_id: JobId,
+    to: Annotated[str | None, typer.Option(help="A new destination (E.164).")] = None,
+    send_at: Annotated[
+        datetime | None, typer.Option(help="ISO time with zone; send no earlier.")
+    ] = None,
+    deadline: Annotated[
+        datetime | None, typer.Option(help="ISO time with zone; no attempt starts after it.")
+    ] = None,
+    priority: Annotated[str | None, typer.Option(help="urgent, normal or bulk.")] = None,
+    provider: Annotated[str | None, typer.Option(help=f"One of {', '.join(PROVIDERS)}.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a pending or held job, each value checked as at submit; its events record
+    who changed what from what."""
+    changes = operations.Alteration(to, send_at, deadline, priority, provider)
+    _operator(partial(operations.alter, changes=changes), job_id, as_json)
