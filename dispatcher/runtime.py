@@ -1,5 +1,6 @@
 """Per-process shared objects: the loaded retry policy, the document store, and one
-adapter per provider with the call hooks (circuit breaker) attached."""
+adapter per provider with the call hooks (circuit breaker) and timers (send latency)
+attached."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from functools import cache
 from pathlib import Path
 
 from config.settings import Settings, get_settings
+from dispatcher import latency
 from dispatcher.guards import record_provider_call
 from dispatcher.policy import Policy, load_policy
 from dispatcher.providers.base import ProviderAdapter
@@ -55,11 +57,13 @@ _adapters_lock = threading.Lock()
 
 def get_adapter(provider: str) -> ProviderAdapter:
     """This process's adapter for ``provider``, built once from the settings, with the
-    call hooks (the circuit breaker) attached."""
+    call hooks (the circuit breaker) and timers (send latency) attached."""
     with _adapters_lock:
         if provider not in _adapters:
             adapter = build_adapter(provider, get_settings())
-            _adapters[provider] = ObservedAdapter(adapter, [record_provider_call])
+            _adapters[provider] = ObservedAdapter(
+                adapter, [record_provider_call], [latency.record_call]
+            )
         return _adapters[provider]
 
 

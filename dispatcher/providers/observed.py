@@ -1,12 +1,14 @@
-"""An adapter wrapper that reports the result of every provider call to hooks.
+"""An adapter wrapper that reports the result of every provider call to hooks, and how
+long the provider took to answer to timers.
 
 The circuit breaker and the metrics attach here, so no call site has to remember them.
-A failing hook is logged and never breaks the call it observes.
+A failing hook or timer is logged and never breaks the call it observes.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -20,23 +22,33 @@ from dispatcher.providers.base import (
     SendRequest,
 )
 
-__all__ = ["CallHook", "ObservedAdapter"]
+__all__ = ["CallHook", "CallTimer", "ObservedAdapter"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: hook(provider, call name, the error or None)
 CallHook = Callable[[str, str, ProviderError | None], None]
+#: timer(provider, call name, seconds from the call to the provider's answer)
+CallTimer = Callable[[str, str, float], None]
 
 
 class ObservedAdapter(ProviderAdapter):
-    """Delegates to ``inner`` and tells every hook how each call ended."""
+    """Delegates to ``inner``, tells every hook how each call ended and every timer how
+    long a call the provider answered took (a transport failure is no answer: the
+    breaker and the attempts count those)."""
 
-    def __init__(self, inner: ProviderAdapter, hooks: Sequence[CallHook]) -> None:
+    def __init__(
+        self,
+        inner: ProviderAdapter,
+        hooks: Sequence[CallHook],
+        timers: Sequence[CallTimer] = (),
+    ) -> None:
         self.inner = inner
         self.name = inner.name
         self.has_manual_retry = inner.has_manual_retry
         self.hooks = tuple(hooks)
+        self.timers = tuple(timers)
 
     def __repr__(self) -> str:
         return f"ObservedAdapter({self.inner!r})"
@@ -48,12 +60,24 @@ class ObservedAdapter(ProviderAdapter):
             except Exception:
                 log.exception("provider call hook %r failed", hook)
 
+    def _time(self, call: str, started: float) -> None:
+        seconds = time.monotonic() - started
+        for timer in self.timers:
+            try:
+                timer(self.name, call, seconds)
+            except Exception:
+                log.exception("provider call timer %r failed", timer)
+
     def _observe(self, call: str, fn: Callable[..., T], *args: Any) -> T:
+        started = time.monotonic()
         try:
             result = fn(*args)
         except ProviderError as exc:
+            if exc.status_code is not None:  # the provider answered, with a refusal
+                self._time(call, started)
             self._notify(call, exc)
             raise
+        self._time(call, started)
         self._notify(call, None)
         return result
 
