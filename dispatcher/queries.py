@@ -11,8 +11,10 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher import pauses
+from dispatcher.catalogue import Family, entries, transport
 from dispatcher.errors import JobNotFound, ValidationError
 from dispatcher.lifecycle import FINAL_STATES, JobState
+from dispatcher.providers.registry import PROVIDERS
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, Job, JobTag, StatusEvent
 from dispatcher.tenants import OPERATOR, Caller
@@ -21,6 +23,7 @@ __all__ = [
     "Search",
     "attempt_view",
     "attempts",
+    "conditions",
     "count_final",
     "event_view",
     "events",
@@ -166,6 +169,7 @@ class Search:
     metadata: Mapping[str, str] = field(default_factory=dict)
     remediation: str | None = None  # of its last status (with ``state``: indexed by state)
     tenant_id: str | None = None  # an operator narrowing to one tenant's jobs
+    family: str | None = None  # the code family of its last status (busy, credit, ...)
 
 
 def metadata_pairs(raw: Sequence[str]) -> dict[str, str]:
@@ -179,7 +183,7 @@ def metadata_pairs(raw: Sequence[str]) -> dict[str, str]:
     return pairs
 
 
-def _where(search: Search, caller: Caller) -> list[ColumnElement[bool]]:
+def conditions(search: Search, caller: Caller) -> list[ColumnElement[bool]]:
     """The search's conditions, each backed by an index (``store/models.py``)."""
     conditions: list[ColumnElement[bool]] = []
     tenant_id = caller.tenant_id if caller.tenant_id is not None else search.tenant_id
@@ -206,7 +210,33 @@ def _where(search: Search, caller: Caller) -> list[ColumnElement[bool]]:
     for key, value in search.metadata.items():
         tagged = select(JobTag.job_id).where(JobTag.key == key, JobTag.value == value)
         conditions.append(Job.id.in_(tagged))
+    if search.family:
+        conditions.append(_in_family(search.family))
     return conditions
+
+
+def _in_family(name: str) -> ColumnElement[bool]:
+    """Jobs whose last code is in the family: each provider's codes of it from the
+    catalogue, and the transport failures of it (every ``http_5..`` for ``http_5xx``)."""
+    try:
+        family = Family(name)
+    except ValueError:
+        known = ", ".join(f.value for f in Family)
+        raise ValidationError("family", f"unknown family {name!r} (one of {known})") from None
+    matches: list[ColumnElement[bool]] = [
+        and_(
+            Job.provider == provider,
+            Job.last_code.in_([e.code for e in entries(provider) if e.family is family]),
+        )
+        for provider in PROVIDERS
+    ]
+    for kind in transport.kinds_of(family):
+        if kind in transport.SPECIFIC_KINDS:
+            matches.append(Job.last_code == kind)
+        else:  # http_5xx: http_500, http_503, ...
+            wide = Job.last_code.like(f"{kind.removesuffix('xx')}%")
+            matches.append(and_(wide, Job.last_code.not_in(transport.SPECIFIC_KINDS)))
+    return or_(*matches)
 
 
 def list_jobs(
@@ -219,7 +249,7 @@ def list_jobs(
     previous page (keyset pagination: a page costs the same however deep)."""
     query = (
         select(Job)
-        .where(*_where(search, caller))
+        .where(*conditions(search, caller))
         .order_by(Job.created_at.desc(), Job.id.desc())
         .limit(limit)
     )

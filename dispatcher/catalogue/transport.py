@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dispatcher.catalogue.model import Family, Outcome, Remediation, StatusEntry
 
-__all__ = ["canonical_kind", "classify"]
+__all__ = ["SPECIFIC_KINDS", "canonical_kind", "classify", "kinds_of"]
 
 _RULES: dict[str, tuple[str, Remediation, Family, str]] = {
     "connect": (
@@ -68,6 +68,15 @@ _RULES: dict[str, tuple[str, Remediation, Family, str]] = {
         "The provider refused the request as invalid; its message says why.",
     ),
 }
+
+
+#: The rows that name one kind; ``http_5xx`` and ``http_4xx`` take every other 5xx or 4xx.
+SPECIFIC_KINDS = frozenset(kind for kind in _RULES if not kind.endswith("xx"))
+
+
+def kinds_of(family: Family) -> list[str]:
+    """The table's rows in ``family`` (``http_5xx`` stands for every 5xx)."""
+    return [kind for kind, (_, _, rule_family, _) in _RULES.items() if rule_family is family]
 
 
 def canonical_kind(kind: str) -> str:

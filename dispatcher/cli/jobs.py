@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
-from dispatcher import operations, queries
+from dispatcher import operations, queries, selection
 from dispatcher.cli._app import (
+    EXIT_FAILURE,
     EXIT_INVALID,
     JsonOption,
     app,
@@ -26,22 +27,12 @@ from dispatcher.cli._app import (
 )
 from dispatcher.lanes import parse_priority
 from dispatcher.providers.registry import PROVIDERS
+from dispatcher.queries import Search
 from dispatcher.submission import FaxRequest, submit
 from dispatcher.tenants import Caller
 from dispatcher.validation import normalize_number
 
-__all__ = [
-    "alter",
-    "attempts",
-    "cancel",
-    "hold",
-    "list_",
-    "push",
-    "resume",
-    "retry",
-    "send",
-    "status",
-]
+__all__ = ["alter", "attempts", "list_", "send", "status"]
 
 JobId = Annotated[str, typer.Argument(help="The job id faxctl send printed.")]
 
@@ -194,34 +185,87 @@ def _operator(action: Callable[..., Any], job_id: str, as_json: bool) -> None:
         console.print(f"{job_id}: {view['state']}")
 
 
-@app.command()
-def cancel(job_id: JobId, as_json: JsonOption = False) -> None:
-    """Cancel a job (at the provider too, if it is being faxed)."""
-    _operator(operations.cancel, job_id, as_json)
+def _local(moment: datetime | None) -> datetime | None:
+    """A time from the command line; without a zone it is the machine's local time."""
+    return moment.astimezone() if moment is not None else None
 
 
-@app.command()
-def hold(job_id: JobId, as_json: JsonOption = False) -> None:
-    """Keep a pending job from being sent until resumed."""
-    _operator(operations.hold, job_id, as_json)
+def _act_on_many(action: str, search: Search, yes: bool, as_json: bool) -> None:
+    """Count what the search matches, ask, then act on it chunk by chunk."""
+    with errors():
+        matching = selection.count_matching(action, search)
+    if not as_json:
+        console.print(f"{matching} jobs match")
+    if matching and not yes and not typer.confirm(f"{action} {matching} jobs?"):
+        raise fail("nothing done", EXIT_FAILURE)
+    with errors():
+        result = selection.act_on_matching(
+            action,
+            search,
+            _ACTOR,
+            progress=None if as_json else lambda r: console.print(f"{action}: {r.acted} done"),
+        )
+    if as_json:
+        print_json({"matched": matching, "acted": result.acted, "refused": result.refused})
+        return
+    console.print(f"{action}: {result.acted} of {matching} jobs")
+    for why, count in result.refused.items():
+        console.print(f"  {count} left: {why}")
 
 
-@app.command()
-def resume(job_id: JobId, as_json: JsonOption = False) -> None:
-    """Send a held job again (after adding credit, or after an operator hold)."""
-    _operator(operations.resume, job_id, as_json)
+def _action_command(action: str, summary: str) -> None:
+    """``faxctl <action> ID``, or ``faxctl <action> --state ... --provider ...`` for every
+    job that matches (counted and confirmed first; ``--yes`` for scripts)."""
+
+    def command(
+        job_id: Annotated[
+            str | None, typer.Argument(help="One job's id; leave out to give a filter.")
+        ] = None,
+        state: Annotated[str | None, typer.Option(help="Jobs in this state.")] = None,
+        provider: Annotated[str | None, typer.Option(help="This provider's jobs.")] = None,
+        remediation: Annotated[
+            str | None, typer.Option(help="Of their last status: wait_and_retry, ...")
+        ] = None,
+        family: Annotated[
+            str | None, typer.Option(help="Code family of their last status: busy, ...")
+        ] = None,
+        batch: Annotated[str | None, typer.Option(help="This batch's jobs.")] = None,
+        tenant: Annotated[str | None, typer.Option(help="This tenant's jobs.")] = None,
+        since: Annotated[
+            datetime | None, typer.Option(help="Created at or after (local time if no zone).")
+        ] = None,
+        until: Annotated[datetime | None, typer.Option(help="Created before.")] = None,
+        yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        search = Search(
+            state=state,
+            provider=provider,
+            remediation=remediation,
+            family=family,
+            batch_id=batch,
+            tenant_id=tenant,
+            since=_local(since),
+            until=_local(until),
+        )
+        if job_id is not None:
+            if search != Search():
+                raise fail("give a job id or a filter, not both")
+            _operator(selection.ACTIONS[action], job_id, as_json)
+        elif search == Search():
+            raise fail("give a job id, or a filter (--state, --provider, --batch, ...)")
+        else:
+            _act_on_many(action, search, yes, as_json)
+
+    command.__doc__ = f"{summary} One job by id, or every job a filter matches."
+    app.command(action)(command)
 
 
-@app.command()
-def retry(job_id: JobId, as_json: JsonOption = False) -> None:
-    """Give a failed job a fresh attempt budget and send it again."""
-    _operator(operations.retry, job_id, as_json)
-
-
-@app.command()
-def push(job_id: JobId, as_json: JsonOption = False) -> None:
-    """Send a pending job now (its send time and any wait before its next attempt go)."""
-    _operator(operations.push, job_id, as_json)
+_action_command("cancel", "Cancel (at the provider too, if the fax is in progress).")
+_action_command("hold", "Keep pending jobs from being sent until resumed.")
+_action_command("resume", "Send held jobs again (after an operator hold, or a fix).")
+_action_command("retry", "Give failed jobs a fresh attempt budget and send them again.")
+_action_command("push", "Send pending jobs now (their send time and any wait go).")
 
 
 @app.command()
