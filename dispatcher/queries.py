@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -280,11 +280,13 @@ def state_counts(session: Session) -> dict[str, int]:
     return {state.value: counted.get(state.value, 0) for state in JobState}
 
 
-def oldest_due_at(session: Session, now: datetime) -> datetime | None:
+def oldest_due_at(session: Session, now: datetime, paused: Collection[str] = ()) -> datetime | None:
     """When the longest-waiting due send or poll became due (None: nothing is due); how
-    far behind the workers are."""
+    far behind the workers are. A ``paused`` provider's pending jobs are not due: they
+    wait for its resume, not for a worker."""
+    sendable = (Job.provider.not_in(paused),) if paused else ()
     due = or_(
-        and_(Job.state == JobState.PENDING, Job.next_attempt_at <= now),
+        and_(Job.state == JobState.PENDING, Job.next_attempt_at <= now, *sendable),
         and_(Job.state == JobState.IN_PROGRESS, Job.next_poll_at <= now),
     )
     due_at = case((Job.state == JobState.PENDING, Job.next_attempt_at), else_=Job.next_poll_at)

@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from config.settings import get_settings
 from dispatcher.tenants import Caller, authenticate
 
-__all__ = ["CallerDep", "require_caller", "require_operator"]
+__all__ = ["CallerDep", "operator_for", "require_caller", "require_operator"]
 
 _bearer = HTTPBearer(
     auto_error=False, description="A tenant's API key, or an admin token from FAX_API_TOKENS."
@@ -37,14 +37,24 @@ def require_caller(
     tenant = authenticate(credentials.credentials)
     if tenant is not None:
         return tenant
-    tokens = get_settings().api_tokens
-    if not tokens:
+    if not get_settings().api_tokens:
         raise HTTPException(403, "the API is closed: FAX_API_TOKENS is not set")
-    given = credentials.credentials.encode()
-    # Compare with every token (no early exit) so timing says nothing about which matched.
+    operator = operator_for(credentials.credentials)
+    if operator is None:
+        raise HTTPException(401, "the bearer token is not valid", _CHALLENGE)
+    return operator
+
+
+def operator_for(token: str) -> Caller | None:
+    """The operator whose admin token (``FAX_API_TOKENS``) this is, acting as ``admin:<n>``
+    for the n-th token; None for any other token, and for every token while none is
+    configured. Compared with every token in constant time (no early exit), so timing
+    says nothing about which one matched, nor how much of one."""
+    given = token.encode()
+    tokens = get_settings().api_tokens
     matches = [hmac.compare_digest(given, t.get_secret_value().encode()) for t in tokens]
     if not any(matches):
-        raise HTTPException(401, "the bearer token is not valid", _CHALLENGE)
+        return None
     return Caller(None, f"admin:{matches.index(True) + 1}")
 
 

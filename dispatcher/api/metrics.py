@@ -28,7 +28,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from dispatcher import guards, latency, pauses
@@ -41,6 +41,7 @@ from dispatcher.errors import ConfigurationError
 from dispatcher.lifecycle import JobState
 from dispatcher.messaging import queue_depths
 from dispatcher.providers.registry import PROVIDERS
+from dispatcher.queries import oldest_due_at, state_counts
 from dispatcher.resilience import BreakerState
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Attempt, CallbackDelivery, Job
@@ -128,20 +129,14 @@ def _jobs(session: Session, now: datetime, paused: set[str]) -> Iterator[Metric]
     """Jobs by state, stalled jobs, and the oldest due work. A paused provider's pending
     jobs are not due: they wait for its resume (``fax_provider_paused`` says so), and
     must not read as workers falling behind."""
-    sendable = (Job.provider.not_in(paused),) if paused else ()
-    due = or_(
-        and_(Job.state == JobState.PENDING, Job.next_attempt_at <= now, *sendable),
-        and_(Job.state == JobState.IN_PROGRESS, Job.next_poll_at <= now),
-    )
-    states = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
-    due_at = case((Job.state == JobState.PENDING, Job.next_attempt_at), else_=Job.next_poll_at)
-    oldest = session.scalar(select(func.min(due_at)).where(due))
+    states = state_counts(session)
+    oldest = oldest_due_at(session, now, paused)
     stalled = session.scalar(
         select(func.count()).where(Job.state == JobState.HELD, Job.reason.startswith(STALLED))
     )
     jobs = GaugeMetricFamily("fax_jobs", "Jobs by state.", labels=["state"])
-    for state in JobState:
-        jobs.add_metric([state.value], states.get(state.value, 0))
+    for state, count in states.items():
+        jobs.add_metric([state], count)
     yield jobs
     age = (now - oldest).total_seconds() if oldest is not None else 0.0
     yield GaugeMetricFamily(

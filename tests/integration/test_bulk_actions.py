@@ -53,8 +53,8 @@ def test_retry_every_job_that_failed_as_busy_since_a_time(stack: Stack) -> None:
     assert answer.exit_code == 0, answer.output
     assert json.loads(answer.output) == {"matched": 2, "acted": 2, "refused": {}}
     # The busy ones were sent again (their scenario's second call is busy again)
+    stack.wait_for(lambda: all(len(stack.sends(job_id)) == 2 for job_id in busy))
     for job_id in busy:
-        stack.wait_for(lambda job_id=job_id: len(stack.sends(job_id)) == 2)
         assert ended(stack, job_id)["state"] == "failed"
     # The unallocated one is not busy: left as it was, sent once
     assert queries.get_job(unallocated)["state"] == "failed"
