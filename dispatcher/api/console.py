@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from dispatcher import operations, pauses
+from dispatcher import operations, pauses, selection
 from dispatcher.api.auth import operator_for
 from dispatcher.api.console_session import (
     PATH,
@@ -44,6 +45,7 @@ from dispatcher.api.console_views import (
     ACTIONS,
     JOB_ID,
     PROVIDER_ACTIONS,
+    Action,
     JobFilters,
     allowed,
     fax_context,
@@ -55,12 +57,15 @@ from dispatcher.api.console_views import (
 )
 from dispatcher.errors import IllegalTransition, NotFound, ProviderError, ValidationError
 from dispatcher.providers.registry import PROVIDERS
+from dispatcher.queries import Search
 
 __all__ = [
     "ConsoleRoute",
     "act",
+    "act_on_matching",
     "act_on_provider",
     "confirm_action",
+    "confirm_matching",
     "confirm_provider_action",
     "counts_fragment",
     "fax",
@@ -196,7 +201,7 @@ def logout(request: Request, csrf: CsrfField = "") -> Response:
 
 
 @router.get("")
-def jobs(request: Request, session: SessionDep, before: str = "") -> Response:
+def jobs(request: Request, session: SessionDep, before: str = "", done: str = "") -> Response:
     filters = JobFilters.from_query(request.query_params)
     job_id = filters.job_id()
     if job_id is not None:
@@ -207,7 +212,7 @@ def jobs(request: Request, session: SessionDep, before: str = "") -> Response:
         context = jobs_context(filters, before or None)
     except NotFound:
         raise Refused(400, "not a page of this list: start again from the first page") from None
-    return _page(request, "jobs.html", session=session, **context)
+    return _page(request, "jobs.html", session=session, done=done[:200], **context)
 
 
 @router.get("/fragments/counts")
@@ -275,6 +280,42 @@ def _fail(
 ) -> Response:
     context = fax_context(job_id)
     return _page(request, "fax.html", status, session=session, done=None, error=error, **context)
+
+
+# -- every fax that matches ---------------------------------------------------------
+
+
+def _matching(request: Request, action: str, params: Mapping[str, str]) -> tuple[Action, Search]:
+    act = ACTIONS[_action(action)]
+    filters = JobFilters.from_query(params)
+    if not filters.items():
+        raise Refused(400, "choose at least one filter: every fax is too many to act on at once")
+    return act, filters.search()
+
+
+@router.get("/matching/{action}")
+def confirm_matching(request: Request, session: SessionDep, action: str) -> Response:
+    """How many faxes the action would move, to confirm before it runs."""
+    act, search = _matching(request, action, request.query_params)
+    filters = JobFilters.from_query(request.query_params)
+    count = selection.count_matching(act.name, search)
+    return _page(
+        request, "confirm_matching.html", session=session, action=act, filters=filters, count=count
+    )
+
+
+@router.post("/matching/{action}")
+async def act_on_matching(request: Request, action: str) -> Response:
+    """Act on every fax that matches, in chunks (``dispatcher.selection``)."""
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    session = check_form(request, form.get("csrf", ""))
+    act, search = _matching(request, action, form)
+    result = await run_in_threadpool(selection.act_on_matching, act.name, search, session.caller)
+    log.info("console: %s did %s on %d matching jobs", session.actor, act.name, result.acted)
+    filters = JobFilters.from_query(form)
+    left = sum(result.refused.values())
+    done = urlencode({"done": f"{act.name}: {result.acted} faxes, {left} left as they were"})
+    return RedirectResponse(f"{PATH}?{filters.query()}&{done}", 303)
 
 
 # -- providers and queues ---------------------------------------------------------------

@@ -208,6 +208,7 @@ def jobs_context(filters: JobFilters, before: str | None) -> dict[str, Any]:
         "providers": PROVIDERS,
         "remediations": [r.value for r in Remediation],
         "families": [f.value for f in Family],
+        "actions": list(ACTIONS.values()),
         "tenants": tenants,
         "rows": [],
         "next": None,
@@ -265,6 +266,7 @@ ACTIONS: dict[str, Action] = {
             "Retry",
             "The failed fax gets a fresh attempt budget and is sent again at once.",
         ),
+        Action("push", "Push", "The pending fax is sent now: its send time and any wait go."),
     )
 }
 

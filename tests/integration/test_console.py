@@ -351,3 +351,28 @@ def test_a_provider_is_paused_and_resumed_after_a_confirmation(api: TestClient) 
     api.post("/console/providers/faxplus/resume", data={"csrf": csrf})
     assert pauses.current() == {}
     assert api.get("/console/providers/nowhere/pause").status_code == 404
+
+
+def test_every_fax_a_filter_matches_is_counted_confirmed_then_acted_on(api: TestClient) -> None:
+    csrf = logged_in(api)
+    batch = [new_fax(to=f"+1202555016{i}") for i in range(3)]
+    query = "state=pending&provider=faxplus"
+    assert 'id="matching-hold"' in api.get(f"/console?{query}").text
+
+    confirm = api.get(f"/console/matching/hold?{query}")
+    assert confirm.status_code == 200
+    assert f'id="matching-count">{len(batch)}<' in confirm.text
+    assert {queries.get_job(j)["state"] for j in batch} == {"pending"}  # nothing done yet
+    assert api.post("/console/matching/hold", data={"state": "pending"}).status_code == 403
+
+    done = api.post(
+        "/console/matching/hold",
+        data={"csrf": csrf, "state": "pending", "provider": "faxplus"},
+    )
+
+    assert done.status_code == 200
+    assert "hold: 3 faxes, 0 left as they were" in done.text
+    assert {queries.get_job(j)["state"] for j in batch} == {"held"}
+    actors = {queries.events(j)[-1]["actor"] for j in batch}
+    assert actors == {"admin:1"}
+    assert api.get("/console/matching/hold").status_code == 400  # no filter: refused
