@@ -40,7 +40,6 @@ __all__ = [
     "PROVIDER_ACTIONS",
     "Action",
     "JobFilters",
-    "ProviderAction",
     "TimelineEntry",
     "allowed",
     "explain",
@@ -243,7 +242,7 @@ def _job_tenants(job_ids: list[str]) -> dict[str, str | None]:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """An operator's action on a fax, as the console offers it."""
+    """An operator's action (on a fax, or a provider), as the console offers it."""
 
     name: str
     label: str
@@ -448,26 +447,18 @@ def providers_context() -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderAction:
-    """Pausing or resuming a provider, as the console offers it."""
-
-    name: str
-    label: str
-    effect: str
-
-
-PROVIDER_ACTIONS: dict[str, ProviderAction] = {
+#: Pausing or resuming a provider, as the console offers it.
+PROVIDER_ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
-        ProviderAction(
+        Action(
             "pause",
             "Pause",
             "No new send goes through this provider, on any worker, until it is resumed: "
             "its pending faxes wait with the reason. Faxes it already has are still "
             "followed.",
         ),
-        ProviderAction(
+        Action(
             "resume",
             "Resume",
             "Sends go through this provider again: its waiting faxes are due at once.",

@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from config.settings import get_settings
 from dispatcher import queries
-from dispatcher.api import create_app
 from dispatcher.catalogue import classify
-from dispatcher.processes import free_port, wait_for
+from tests.fixtures.api import served_api
 from tests.fixtures.documents import make_pdf
 from tests.fixtures.stack import Stack
 
@@ -61,16 +58,8 @@ def api_url(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("FAX_API_TOKENS", json.dumps([TOKEN]))
     get_settings.cache_clear()
     beat = stack.start_beat()
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 10, what="the API starting", interval=0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served_api() as url:
+        yield url
     beat.stop()
     stack.workers.remove(beat)
 

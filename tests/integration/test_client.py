@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,10 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import uvicorn
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from config.settings import get_settings
-from dispatcher.api import create_app
 from dispatcher.cli import app
 from dispatcher.client import (
     AsyncFaxClient,
@@ -30,11 +27,11 @@ from dispatcher.client import (
     NotFound,
     Unauthorized,
 )
-from dispatcher.processes import free_port, wait_for
 from dispatcher.schemas import Fax
 from dispatcher.store.db import get_engine
 from dispatcher.store.models import Job
 from dispatcher.tenants import create_key
+from tests.fixtures.api import served_api
 from tests.fixtures.documents import make_pdf
 
 TOKEN = "client-" + "c" * 40
@@ -46,16 +43,8 @@ def api_url(broker_queue: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Itera
     """The API on a local port, on this test's database and broker."""
     monkeypatch.setenv("FAX_API_TOKENS", json.dumps([TOKEN]))
     get_settings.cache_clear()
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 10, what="the API starting", interval=0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served_api() as url:
+        yield url
 
 
 def jobs() -> int:
