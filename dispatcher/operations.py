@@ -160,12 +160,12 @@ def alter(job_id: str, changes: Alteration, caller: Caller = OPERATOR) -> Job:
     provider, each checked as at submit (with the job's own documents), and record who
     changed what from what in the job's events. A job being sent or in progress cannot
     be altered: ``IllegalTransition`` says why."""
-    if not changes.given():
-        raise ValidationError(
-            "changes", "name at least one of to, send_at, deadline, priority, provider"
-        )
     with session_scope() as session:
         job = _load(session, job_id, caller)
+        if not changes.given():
+            raise ValidationError(
+                "changes", "name at least one of to, send_at, deadline, priority, provider"
+            )
         if job.state not in _ALTERABLE:
             raise IllegalTransition(
                 job_id, f"{job.state} (only a pending or held fax can be altered)", "altered"

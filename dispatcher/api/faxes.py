@@ -253,9 +253,12 @@ _action("push", operations.push, "Send a pending fax now")
 
 
 @router.patch("/{job_id}", response_model=Fax, summary="Change a pending or held fax")
-def alter_fax(job_id: JobId, caller: CallerDep, changes: FaxChanges) -> dict[str, Any]:
+def alter_fax(
+    job_id: JobId, caller: CallerDep, changes: FaxChanges | None = None
+) -> dict[str, Any]:
     """Each value given is checked as at submit; the job's events record who changed what
     from what. 409 while the fax is being sent or in progress."""
+    changes = changes or FaxChanges()
     operations.alter(
         job_id,
         operations.Alteration(

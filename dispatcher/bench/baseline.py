@@ -21,7 +21,7 @@ from kombu import pools
 
 from dispatcher.demo import sample_document
 
-__all__ = ["QUEUE", "app", "noop", "post", "publish"]
+__all__ = ["FINISHED", "QUEUE", "app", "noop", "poll", "post", "publish", "send"]
 
 QUEUE = "bench"
 
@@ -70,6 +70,24 @@ def post(to: str, reference: str) -> str:
     )
     response.raise_for_status()
     return response.headers["Location"]
+
+
+#: The Redis key the bare whole-fax run counts its finished faxes in.
+FINISHED = "bench:finished"
+
+
+@app.task(name="bench.send")
+def send(to: str, reference: str) -> None:
+    """A whole fax, bare: the send, then one poll task for its status."""
+    poll.apply_async(args=[post(to, reference).rsplit("/", 1)[-1]], queue=QUEUE)
+
+
+@app.task(name="bench.poll")
+def poll(fax_id: str) -> None:
+    """One status read of the fax; the fax is then done (counted in ``FINISHED``)."""
+    _client().get(f"/outbound/faxes/{fax_id}").raise_for_status()
+    with app.pool.acquire(block=True) as connection:
+        connection.default_channel.client.incr(FINISHED)
 
 
 def publish(task: Task, calls: Sequence[Sequence[Any]], broker_url: str) -> float:

@@ -29,7 +29,7 @@ from config.settings import CONFIG_DIR, get_settings
 from dispatcher.broker import ensure_embedded_broker, stop_embedded_broker
 from dispatcher.processes import free_port, http_ready, spawn
 from dispatcher.runtime import clear_adapters
-from dispatcher.stack import worker_command
+from dispatcher.stack import beat_command, worker_command
 from dispatcher.store.db import engine_for, upgrade
 
 __all__ = ["BenchStack", "bench_stack", "rss_mb", "steady_rate"]
@@ -100,6 +100,22 @@ class BenchStack:
         self.env["FAX_SANDBOX_URL"] = self.sandbox_url
         _point_here(self.env)
         return self.sandbox_url
+
+    def start_http(
+        self, name: str, target: str, *, factory: bool, ready_path: str
+    ) -> tuple[str, subprocess.Popen[bytes]]:
+        """Serve the ASGI app ``target`` with uvicorn in one child process, as ``faxctl
+        api`` does; its base URL and its process."""
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", target, "--port", str(port)]
+        command += ["--log-level", "warning", *(["--factory"] if factory else [])]
+        url = f"http://127.0.0.1:{port}"
+        return url, self._spawn(name, command, http_ready(f"{url}{ready_path}"))
+
+    def start_beat(self) -> subprocess.Popen[bytes]:
+        """Celery beat on the deployed schedule (tick, watchdog, purge)."""
+        command = beat_command(self.home / "celerybeat-schedule")
+        return self._spawn("beat", command, "beat: Starting")
 
     def start_worker(
         self,

@@ -15,12 +15,14 @@ from dispatcher.cli import app
 
 TINY = Sizes(
     intake=50,
+    http_intake=60,
     dispatch=30,
     dispatch_concurrency=4,
     dispatch_rounds=1,
     latency=30,
     latency_concurrency=10,
     scheduler=500,
+    scheduler_postgres=500,
     end_to_end=30,
     hosts=20,
     lanes_backlog=60,
@@ -30,6 +32,9 @@ TINY = Sizes(
 )
 MEASUREMENTS = {
     "intake",
+    "http_intake",
+    "http_batches",
+    "cost",
     "dispatch",
     "latency",
     "memory",
@@ -63,3 +68,7 @@ def test_quick_json_reports_every_measurement_with_ours_baseline_and_ratio(
         for field in ("ours", "baseline", "ratio"):
             assert isinstance(row[field], float), (row["key"], field, row[field])
         assert row["ours"] > 0 and row["baseline"] > 0, row
+    # And each tick's statements come with their plans, as the database ran them
+    for key in {"scheduler_sqlite", "scheduler_postgresql"} & set(rows):
+        plans = rows[key]["details"]["plans"]
+        assert plans and all(p["statement"] and p["plan"] for p in plans), key

@@ -103,7 +103,8 @@ def test_statements_grow_with_batches_not_with_jobs(
     event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     report = tick()
     assert (report.dispatched, report.polled) == (400, 400)
-    assert len(statements) <= 8, statements
+    # per lane and kind, a claim and its UPDATE; the provider pauses; callbacks due
+    assert len(statements) <= 9, statements
 
 
 @pytest.mark.postgres
