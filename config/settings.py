@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default is a SQLite file under FAX_HOME."
     )
+    database_pool_size: int = Field(
+        default=20,
+        gt=0,
+        description="Database connections each process keeps open (PostgreSQL): at least "
+        "the requests or task threads that use one at once, or each one over it opens and "
+        "closes a connection.",
+    )
     broker_url: str | None = Field(
         default=None, description="Redis URL; default is the embedded valkey under FAX_HOME."
     )

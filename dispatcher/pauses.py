@@ -211,7 +211,7 @@ _lock = threading.Lock()
 _seen: tuple[float, dict[str, Pause]] = (0.0, {})
 
 
-def recent(session: Session) -> dict[str, Pause]:
+def recent(session: Session | None = None) -> dict[str, Pause]:
     """``current``, read at most once a second per process: every success and every job
     shown asks, and almost always the answer is none. Never for a decision to send."""
     global _seen

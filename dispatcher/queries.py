@@ -31,6 +31,7 @@ __all__ = [
     "job_view",
     "list_jobs",
     "metadata_pairs",
+    "new_job_view",
     "oldest_due_at",
     "state_counts",
 ]
@@ -125,15 +126,24 @@ def _load(session: Session, job_id: str, caller: Caller) -> Job:
     return job
 
 
+def _shown(job: Job, session: Session | None = None) -> dict[str, Any]:
+    """The job's view; a pending one whose provider is paused says so in its reason."""
+    view = job_view(job)
+    if job.state == JobState.PENDING:
+        paused = pauses.paused_reason(pauses.recent(session), job.provider, job.id)
+        view["reason"] = paused or view["reason"]
+    return view
+
+
 def get_job(job_id: str, caller: Caller = OPERATOR) -> dict[str, Any]:
-    """The job; a pending one whose provider is paused says so in its reason."""
     with session_scope() as session:
-        job = _load(session, job_id, caller)
-        view = job_view(job)
-        if job.state == JobState.PENDING:
-            paused = pauses.paused_reason(pauses.recent(session), job.provider, job.id)
-            view["reason"] = paused or view["reason"]
-        return view
+        return _shown(_load(session, job_id, caller), session)
+
+
+def new_job_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The view of a job just written, from the row submission wrote: the intake answers
+    with it without reading the job back."""
+    return _shown(Job(attempt_count=0, **row))
 
 
 def attempts(job_id: str, caller: Caller = OPERATOR) -> list[dict[str, Any]]:

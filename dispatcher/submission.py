@@ -16,9 +16,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Executable, Table, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -61,6 +62,8 @@ class FaxRequest:
 class Submitted:
     job_id: str
     created: bool  # False when an idempotency key matched an existing job
+    #: the job row written, for a new job (what the intake answers with)
+    row: Mapping[str, Any] | None = None
 
 
 def _request_hash(fax: ValidFax) -> str:
@@ -148,6 +151,31 @@ def _taken(session: Session, keys: list[str], tenant_id: str | None) -> dict[str
     return {stored[key]: (job_id, hashed) for key, job_id, hashed in session.execute(query)}
 
 
+_INSERT_JOB = insert(cast(Table, Job.__table__))
+_INSERT_DOCUMENT = insert(cast(Table, JobDocument.__table__))
+_INSERT_TAG = insert(cast(Table, JobTag.__table__))
+#: Job attributes whose column has another name (``meta`` is ``metadata``).
+_COLUMN_OF = {
+    prop.key: prop.columns[0].name
+    for prop in Job.__mapper__.column_attrs
+    if prop.key != prop.columns[0].name
+}
+
+
+def _by_column(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {_COLUMN_OF.get(key, key): value for key, value in row.items()}
+
+
+@cache
+def _document_upsert(dialect: str) -> Executable:
+    """Built once per dialect and run with the rows as parameters, so it is compiled once
+    (a statement with the rows in its VALUES is compiled anew for every submit)."""
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(Document)
+    return statement.on_conflict_do_update(
+        index_elements=[Document.sha256], set_={"size": statement.excluded.size}
+    )
+
+
 def _store_documents(session: Session, faxes: Iterable[ValidFax]) -> None:
     """Write each distinct document once, its row and its bytes to the document store,
     in the jobs' transaction. The row is written first and locked (a no-op update when it
@@ -164,13 +192,7 @@ def _store_documents(session: Session, faxes: Iterable[ValidFax]) -> None:
         }
         for sha, (_, i) in sorted(infos.items())
     ]
-    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = upsert(Document).values(rows)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Document.sha256], set_={"size": statement.excluded.size}
-        )
-    )
+    session.execute(_document_upsert(session.get_bind().dialect.name), rows)
     document_store().save(session.connection(), {sha: c for sha, (c, _) in infos.items()})
 
 
@@ -256,12 +278,15 @@ def submit_valid(
                     tags.extend(job_tags)
                     if key:
                         seen[key] = len(results)
-                    results.append(Submitted(job["id"], created=True))
+                    results.append(Submitted(job["id"], created=True, row=job))
             if jobs:
-                session.execute(insert(Job), jobs)
-                session.execute(insert(JobDocument), documents)
+                # Core inserts (by column name): the ORM's bulk path costs more than the
+                # statement itself for one job.
+                connection = session.connection()
+                connection.execute(_INSERT_JOB, [_by_column(job) for job in jobs])
+                connection.execute(_INSERT_DOCUMENT, documents)
                 if tags:
-                    session.execute(insert(JobTag), tags)
+                    connection.execute(_INSERT_TAG, tags)
     except IntegrityError:
         # Another producer inserted one of these idempotency keys meanwhile.
         if len(items) > 1:

@@ -156,9 +156,10 @@ def create_fax(
         callback_url=callback_url or None,
     )
     result = submit(request, tenant_id=caller.tenant_id)
-    if not result.created:
-        response.status_code = 200
     response.headers["Location"] = f"{router.prefix}/{result.job_id}"
+    if result.row is not None:
+        return queries.new_job_view(result.row)
+    response.status_code = 200
     return queries.get_job(result.job_id, caller)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from functools import cache
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, Header, UploadFile
@@ -30,14 +31,18 @@ _faxes = Table(
     Column("size", Integer),
 )
 
-app = FastAPI()
 
-
-@cache
 def _engine() -> Engine:
-    engine = engine_for(os.environ["FAX_DATABASE_URL"])
-    _metadata.create_all(engine)
-    return engine
+    return engine_for(os.environ["FAX_DATABASE_URL"])
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    _metadata.create_all(_engine())
+    yield
+
+
+app = FastAPI(lifespan=_lifespan)
 
 
 @app.post("/v1/faxes", status_code=201)

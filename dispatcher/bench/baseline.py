@@ -4,7 +4,8 @@ dispatch and latency measurements). Same delivery settings as ours (late acks, p
 1, JSON), none of our bookkeeping: no database, no guards, no events.
 
 Run by ``celery -A dispatcher.bench.baseline worker -Q bench``; reads FAX_BROKER_URL and
-FAX_SANDBOX_URL from the environment.
+FAX_SANDBOX_URL from the environment, and the document from ``DOCUMENT`` under FAX_HOME
+(the bench writes it there): a bare worker imports celery and httpx, and nothing of ours.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ import os
 import time
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import httpx
 from celery import Celery, Task
 from kombu import pools
 
-from dispatcher.demo import sample_document
-
-__all__ = ["FINISHED", "QUEUE", "app", "noop", "poll", "post", "publish", "send"]
+__all__ = ["DOCUMENT", "FINISHED", "QUEUE", "app", "noop", "poll", "post", "publish", "send"]
 
 QUEUE = "bench"
+#: The file, under FAX_HOME, of the document the bare sends carry.
+DOCUMENT = "bench.pdf"
 
 app = Celery("fax_bench_baseline")
 app.conf.update(
@@ -51,7 +53,7 @@ def _client() -> httpx.Client:
 
 @cache
 def _document() -> bytes:
-    return sample_document()
+    return (Path(os.environ["FAX_HOME"]) / DOCUMENT).read_bytes()
 
 
 @app.task(name="bench.noop")

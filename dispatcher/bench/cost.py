@@ -42,7 +42,7 @@ TOKEN = "bench-" + "t" * 40
 
 
 @dataclass(frozen=True, slots=True)
-class Run:
+class _Run:
     faxes: int
     seconds: float
     cpu_seconds: float
@@ -112,7 +112,7 @@ def _workers(stack: BenchStack, layout: Layout, bare: bool) -> list[subprocess.P
     ]
 
 
-def run_ours(count: int, layout: Layout, timeout: float) -> Run:
+def _run_ours(count: int, layout: Layout, timeout: float) -> _Run:
     extra = {"FAX_TICK_INTERVAL": "0.2", "FAX_API_TOKENS": f'["{TOKEN}"]'}
     with bench_stack("cost", time_scale=TIME_SCALE, extra_env=extra) as stack:
         stack.start_sandbox()
@@ -124,10 +124,10 @@ def run_ours(count: int, layout: Layout, timeout: float) -> Run:
         _upload(url, plain_numbers(count))
         finished = _wait(_finished, count, timeout)
         seconds = time.monotonic() - start
-        return Run(finished, seconds, _cpu_seconds(processes) - cpu)
+        return _Run(finished, seconds, _cpu_seconds(processes) - cpu)
 
 
-def run_bare(count: int, layout: Layout, timeout: float) -> Run:
+def _run_bare(count: int, layout: Layout, timeout: float) -> _Run:
     with bench_stack("cost-bare", time_scale=TIME_SCALE) as stack:
         stack.start_sandbox()
         workers = _workers(stack, layout, bare=True)
@@ -138,7 +138,7 @@ def run_bare(count: int, layout: Layout, timeout: float) -> Run:
         redis = redis_client()
         finished = _wait(lambda: int(redis.get(FINISHED) or 0), count + 1, timeout)
         seconds = time.monotonic() - start
-        return Run(finished, seconds, _cpu_seconds(workers) - cpu + published)
+        return _Run(finished, seconds, _cpu_seconds(workers) - cpu + published)
 
 
 def measure_cost(
@@ -146,8 +146,8 @@ def measure_cost(
 ) -> tuple[Measurement, Measurement]:
     """The CPU per fax against bare Celery's, and our end-to-end rate against the bare
     send rate of item 2."""
-    ours = run_ours(count, layout, timeout)
-    bare = run_bare(count, layout, timeout)
+    ours = _run_ours(count, layout, timeout)
+    bare = _run_bare(count, layout, timeout)
     unfinished = "" if ours.faxes >= count else f"; {count - ours.faxes} not final"
     shape = f"{count:,} faxes, {layout}"
     details = {

@@ -26,6 +26,8 @@ import psutil
 from cryptography.fernet import Fernet
 
 from config.settings import CONFIG_DIR, get_settings
+from dispatcher.bench.baseline import DOCUMENT
+from dispatcher.bench.workload import document
 from dispatcher.broker import ensure_embedded_broker, stop_embedded_broker
 from dispatcher.processes import free_port, http_ready, spawn
 from dispatcher.runtime import clear_adapters
@@ -209,6 +211,7 @@ def bench_stack(
             PYTHONPATH=str(ROOT),
             **(extra_env or {}),
         )
+        (home / DOCUMENT).write_bytes(document())  # what the bare baseline sends
         stack = BenchStack(home, env)
         _point_here(env)
         upgrade(db_url)

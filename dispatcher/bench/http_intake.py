@@ -3,8 +3,10 @@
 document), against a bare FastAPI endpoint served the same way that takes the same
 upload and writes one row to the same database (``dispatcher.bench.bare_api``).
 
-Each server is one uvicorn process, as ``faxctl api`` runs it; the load comes from this
-process, ``CONCURRENCY`` requests in flight on one asyncio client, the same for both.
+Each server is one uvicorn process, as ``faxctl api`` runs it, on a fresh database; the
+load comes from this process, ``CONCURRENCY`` requests in flight on one asyncio client,
+the same for both. The details give each server's CPU per fax, steadier than the rates
+on a shared machine.
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
+import statistics
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import psutil
 
 from dispatcher.bench.harness import bench_stack
 from dispatcher.bench.report import Measurement
+from dispatcher.bench.scheduler import new_database, postgres
 from dispatcher.bench.workload import document, plain_numbers
 
 __all__ = ["measure_http_intake"]
@@ -85,32 +92,71 @@ def _batches(numbers: list[str]) -> list[Callable[[httpx.AsyncClient], Any]]:
     return [upload(numbers[i : i + BATCH_ROWS]) for i in range(0, len(numbers), BATCH_ROWS)]
 
 
-def _rate(url: str, make: Callable[[list[str]], list[Any]], numbers: list[str]) -> float:
-    asyncio.run(_run(make(numbers[:WARM_UP]), url))
-    seconds = asyncio.run(_run(make(numbers[WARM_UP:]), url))
-    return (len(numbers) - WARM_UP) / seconds
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """One server: its rate and the CPU its process spent per fax."""
+
+    rate: float
+    cpu_ms: float
 
 
-def measure_http_intake(count: int) -> tuple[Measurement, Measurement]:
-    """Single submits against the bare endpoint, and the batch API against our singles."""
+def _measure(
+    label: str,
+    target: str,
+    make: Callable[[list[str]], list[Any]],
+    numbers: list[str],
+    database: Callable[[str], str | None],
+) -> _Side:
+    """Serve ``target`` on a fresh stack and database; send ``numbers`` through it."""
+    factory = target.endswith("create_app")
+    with bench_stack(
+        label, database_url=database(label), extra_env={"FAX_API_TOKENS": f'["{TOKEN}"]'}
+    ) as stack:
+        url, process = stack.start_http(
+            label, target, factory=factory, ready_path="/healthz" if factory else "/docs"
+        )
+        asyncio.run(_run(make(numbers[:WARM_UP]), url))
+        server = psutil.Process(process.pid)
+        cpu = sum(server.cpu_times()[:2])
+        seconds = asyncio.run(_run(make(numbers[WARM_UP:]), url))
+        faxes = len(numbers) - WARM_UP
+        return _Side(faxes / seconds, 1000 * (sum(server.cpu_times()[:2]) - cpu) / faxes)
+
+
+def measure_http_intake(count: int, rounds: int = 3) -> tuple[Measurement, Measurement]:
+    """Single submits against the bare endpoint, and the batch API against our singles,
+    on PostgreSQL (the database of a service with many hosts) when it is installed.
+    The sides alternate for ``rounds`` rounds and each side's median counts."""
     numbers = plain_numbers(count + WARM_UP)
-    with bench_stack("http-bare") as stack:
-        url, _ = stack.start_http(
-            "bare-api", "dispatcher.bench.bare_api:app", factory=False, ready_path="/docs"
-        )
-        bare = _rate(url, _single, numbers)
-    with bench_stack("http-ours", extra_env={"FAX_API_TOKENS": f'["{TOKEN}"]'}) as stack:
-        url, _ = stack.start_http(
-            "api", "dispatcher.api:create_app", factory=True, ready_path="/healthz"
-        )
-        single = _rate(url, _single, numbers)
     batch_numbers = plain_numbers(count * 5 + BATCH_ROWS)
-    with bench_stack("http-batches", extra_env={"FAX_API_TOKENS": f'["{TOKEN}"]'}) as stack:
-        url, _ = stack.start_http(
-            "api", "dispatcher.api:create_app", factory=True, ready_path="/healthz"
-        )
-        batched = _rate(url, _batches, batch_numbers)
-    shape = f"{CONCURRENCY} requests in flight, one uvicorn process each"
+    with postgres() as server:
+        names = itertools.count()
+
+        def database(label: str) -> str | None:
+            return new_database(server, f"http_{next(names)}") if server else None
+
+        runs = [
+            (
+                _measure("bare", "dispatcher.bench.bare_api:app", _single, numbers, database),
+                _measure("api", "dispatcher.api:create_app", _single, numbers, database),
+                _measure("batches", "dispatcher.api:create_app", _batches, batch_numbers, database),
+            )
+            for _ in range(rounds)
+        ]
+        backend = "postgresql" if server else "sqlite"
+    bare, single, batched = (statistics.median(run[i].rate for run in runs) for i in range(3))
+    cpu = {
+        side: statistics.median(run[i].cpu_ms for run in runs)
+        for i, side in enumerate(("bare", "single", "batches"))
+    }
+    shape = f"{CONCURRENCY} requests in flight, one uvicorn process each, {backend}"
+    details = {
+        "faxes": count,
+        "concurrency": CONCURRENCY,
+        "backend": backend,
+        "rounds": [[side.rate for side in run] for run in runs],
+        "server_cpu_ms_per_fax": cpu,
+    }
     return (
         Measurement(
             key="http_intake",
@@ -120,7 +166,7 @@ def measure_http_intake(count: int) -> tuple[Measurement, Measurement]:
             baseline=bare,
             goal=0.7,
             note=f"baseline: a bare FastAPI endpoint, same upload, one row; {shape}",
-            details={"faxes": count, "concurrency": CONCURRENCY},
+            details=details,
         ),
         Measurement(
             key="http_batches",
@@ -130,6 +176,6 @@ def measure_http_intake(count: int) -> tuple[Measurement, Measurement]:
             baseline=single,
             goal=5.0,
             note=f"baseline: our single submits (1b); {shape}",
-            details={"faxes": len(batch_numbers) - WARM_UP, "rows_per_upload": BATCH_ROWS},
+            details={**details, "faxes": len(batch_numbers) - WARM_UP, "rows": BATCH_ROWS},
         ),
     )

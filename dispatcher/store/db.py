@@ -6,14 +6,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import get_settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
     "alembic_config",
@@ -52,8 +53,9 @@ def engine_for(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     # hide_parameters: a database error's message must not carry a job's number to a log.
+    size = get_settings().database_pool_size
     return create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True
+        url, pool_pre_ping=True, pool_size=size, max_overflow=size // 2, hide_parameters=True
     )
 
 
@@ -81,6 +83,8 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config  # migrations only: alembic is 8 MB a worker never uses
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -89,6 +93,8 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Apply the Alembic migrations to the configured (or given) database."""
+    from alembic import command
+
     url = url or get_settings().resolved_database_url
     engine = engine_for(url)
     cfg = alembic_config(url)

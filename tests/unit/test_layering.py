@@ -119,13 +119,22 @@ def test_a_modules_public_names_are_its_all(name: str) -> None:
 def test_the_package_offers_the_http_client_and_nothing_else() -> None:
     from dispatcher import client
 
-    offered = {
+    own = {
         name
         for name, value in vars(dispatcher).items()
         if not name.startswith("_") and not isinstance(value, ModuleType)
     }
-    assert offered == set(dispatcher.__all__) == set(client.__all__)
-    assert all(getattr(dispatcher, name) is getattr(client, name) for name in offered)
+    assert own - set(client.__all__) == set()
+    assert set(dispatcher.__all__) == set(client.__all__)
+    assert all(getattr(dispatcher, name) is getattr(client, name) for name in client.__all__)
+    # and only on first use: a worker or the API importing the package does not load it
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, dispatcher; print('dispatcher.client' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"
 
 
 CITATION = re.compile(r"(?<![\w/.-])((?:docs|config)/[\w./-]*\w|[\w./-]*\w\.md)\b")
