@@ -77,7 +77,7 @@ def measure_latency(count: int, concurrency: int) -> tuple[Measurement, Measurem
         ours=ours.peak_rss_mb,
         baseline=bare.peak_rss_mb,
         lower_is_better=True,
-        note=f"peak RSS of one worker process ({best}) vs a bare Celery one",
+        note=f"peak RSS of one worker process ({best}) vs a bare Celery one (celery, httpx)",
         details={"layout": str(best), "layouts": tried},
     )
     return throughput, memory, best
