@@ -27,6 +27,7 @@ from dispatcher.api import create_app
 from dispatcher.broker import redis_client
 from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderRejected, ProviderTimeout
+from dispatcher.processes import wait_for
 from dispatcher.providers.base import SendRequest
 from dispatcher.providers.observed import ObservedAdapter
 from dispatcher.providers.registry import PROVIDERS
@@ -300,14 +301,23 @@ def test_the_adapter_times_answered_calls_and_a_failing_timer_never_fails_a_send
     assert all(seconds >= 0 for *_, seconds in timed)
 
 
-def test_latency_is_not_recorded_while_redis_is_down_and_the_send_goes_on(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_latency_waits_while_redis_is_down_and_is_written_once_it_is_back(
+    broker_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    monkeypatch.setenv("FAX_BROKER_URL", broker_url)
+    get_settings.cache_clear()
+    redis_client().delete("fax:metrics:send_latency:optum")
     monkeypatch.setenv("FAX_BROKER_URL", "redis://127.0.0.1:1/0")
     get_settings.cache_clear()
+    latency.record_call("optum", "send", 0.3)  # never raises: the send goes on
     with caplog.at_level(logging.WARNING):
-        latency.record_call("interfax", "send", 0.3)
-    assert "send latency of interfax not recorded" in caplog.text
+        latency.flush()
+    assert "send latencies not recorded yet" in caplog.text
+
+    monkeypatch.setenv("FAX_BROKER_URL", broker_url)
+    get_settings.cache_clear()
+    latency.flush()  # (or the process's flusher thread, whichever comes first)
+    wait_for(lambda: dict(latency.read(["optum"])["optum"].buckets)["+Inf"] == 1, 5)
 
 
 def test_latency_buckets_are_cumulative(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -317,6 +327,7 @@ def test_latency_buckets_are_cumulative(broker_url: str, monkeypatch: pytest.Mon
     for seconds in (0.05, 0.3, 0.3, 45.0, 120.0):
         latency.record_call("faxplus", "send", seconds)
     latency.record_call("faxplus", "status", 9.0)  # only sends are timed
+    latency.flush()
     histogram = latency.read(["faxplus"])["faxplus"]
     buckets = dict(histogram.buckets)
     assert (buckets["0.1"], buckets["0.5"], buckets["30.0"], buckets["60.0"]) == (1, 3, 3, 4)
@@ -338,9 +349,16 @@ def test_a_real_send_shows_in_the_send_latency_and_the_pages_sent(
     monkeypatch.setenv("FAX_API_TOKENS", json.dumps([ADMIN]))
     get_settings.cache_clear()
     with TestClient(create_app()) as api:
-        text = scrape(api)
+        # the worker writes its observations once a second
+        text = stack.wait_for(
+            lambda: (
+                (t := scrape(api))
+                and value(t, "fax_send_latency_seconds_count", provider="interfax") >= 1
+                and t
+            ),
+            timeout=10,
+        )
     count = value(text, "fax_send_latency_seconds_count", provider="interfax")
-    assert count >= 1
     assert value(text, "fax_send_latency_seconds_bucket", provider="interfax", le="+Inf") == count
     assert value(text, "fax_send_latency_seconds_sum", provider="interfax") > 0
     assert value(text, "fax_pages_sent_total", provider="interfax") >= pages
