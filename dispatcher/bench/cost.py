@@ -67,11 +67,21 @@ def _cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
     return total
 
 
-def _wait(done: Callable[[], int], count: int, timeout: float) -> int:
-    start = time.monotonic()
-    while (finished := done()) < count and time.monotonic() - start < timeout:
+def _wait(
+    done: Callable[[], int], count: int, start: float, timeout: float, stall: float = 15.0
+) -> tuple[int, float]:
+    """Until ``count`` are done, or none was done for ``stall`` seconds (a bare task that
+    failed is not retried: its fax never ends), or ``timeout``: how many were done, and
+    the seconds from ``start`` to the last of them."""
+    seen, last = 0, time.monotonic()
+    while (finished := done()) < count:
+        now = time.monotonic()
+        if finished > seen:
+            seen, last = finished, now
+        if now - last > stall or now - start > timeout:
+            return seen, last - start
         time.sleep(0.2)
-    return finished
+    return finished, time.monotonic() - start
 
 
 def _finished() -> int:
@@ -122,8 +132,7 @@ def _run_ours(count: int, layout: Layout, timeout: float) -> _Run:
         processes = [api, *_workers(stack, layout, bare=False), stack.start_beat()]
         cpu, start = _cpu_seconds(processes), time.monotonic()
         _upload(url, plain_numbers(count))
-        finished = _wait(_finished, count, timeout)
-        seconds = time.monotonic() - start
+        finished, seconds = _wait(_finished, count, start, timeout)
         return _Run(finished, seconds, _cpu_seconds(processes) - cpu)
 
 
@@ -136,8 +145,7 @@ def _run_bare(count: int, layout: Layout, timeout: float) -> _Run:
         publish(send, calls, stack.env["FAX_BROKER_URL"])
         published = time.process_time() - own
         redis = redis_client()
-        finished = _wait(lambda: int(redis.get(FINISHED) or 0), count + 1, timeout)
-        seconds = time.monotonic() - start
+        finished, seconds = _wait(lambda: int(redis.get(FINISHED) or 0), count + 1, start, timeout)
         return _Run(finished, seconds, _cpu_seconds(workers) - cpu + published)
 
 
