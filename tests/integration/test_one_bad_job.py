@@ -220,7 +220,7 @@ def test_a_document_too_large_for_every_provider_is_refused_before_it_is_parsed(
     def never(*_: object, **__: object) -> None:
         raise AssertionError("parsed")
 
-    monkeypatch.setattr("dispatcher.documents.PdfReader", never)
+    monkeypatch.setattr("pypdf.PdfReader", never)  # imported where a PDF is read
     huge = b"%PDF-1.4\n" + b"0" * MAX_DOCUMENT_BYTES
     with pytest.raises(ValidationError) as refused:
         validate_fax(SUCCESS, [("big.pdf", huge)], "faxplus")
