@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from config.settings import get_settings
 from dispatcher.clock import utcnow
 from dispatcher.lifecycle import JobState
-from dispatcher.store.db import session_scope
+from dispatcher.store.db import session_scope, upsert
 from dispatcher.store.models import Job, ProviderPause
 
 __all__ = [
@@ -81,8 +80,7 @@ def current(connection: Connection | Session | None = None) -> dict[str, Pause]:
 
 def _upsert(session: Session, values: dict[str, object], *, replace: bool) -> None:
     """Insert the pause row; on a row already there, replace it or leave it."""
-    dialect = {"postgresql": postgresql, "sqlite": sqlite}[session.get_bind().dialect.name]
-    statement = dialect.insert(ProviderPause).values(values)
+    statement = upsert(session.get_bind().dialect.name, ProviderPause).values(values)
     if replace:
         statement = statement.on_conflict_do_update(index_elements=["provider"], set_=values)
     else:

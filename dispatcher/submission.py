@@ -20,8 +20,6 @@ from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Executable, Table, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,7 +31,7 @@ from dispatcher.lanes import Priority
 from dispatcher.lifecycle import JobState
 from dispatcher.messaging import publish_dispatch, redelivery_guard
 from dispatcher.runtime import document_store
-from dispatcher.store.db import get_engine, session_scope
+from dispatcher.store.db import get_engine, session_scope, upsert
 from dispatcher.store.models import Document, Job, JobDocument, JobTag
 from dispatcher.validation import ValidFax, validate_fax
 
@@ -170,7 +168,7 @@ def _by_column(row: Mapping[str, Any]) -> dict[str, Any]:
 def _document_upsert(dialect: str) -> Executable:
     """Built once per dialect and run with the rows as parameters, so it is compiled once
     (a statement with the rows in its VALUES is compiled anew for every submit)."""
-    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(Document)
+    statement = upsert(dialect, Document)
     return statement.on_conflict_do_update(
         index_elements=[Document.sha256], set_={"size": statement.excluded.size}
     )

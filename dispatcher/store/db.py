@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import get_settings
@@ -23,6 +24,7 @@ __all__ = [
     "session_scope",
     "sessionmaker_for",
     "upgrade",
+    "upsert",
 ]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -57,6 +59,11 @@ def engine_for(url: str) -> Engine:
     return create_engine(
         url, pool_pre_ping=True, pool_size=size, max_overflow=size // 2, hide_parameters=True
     )
+
+
+def upsert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT`` with ``ON CONFLICT`` for the database ``dialect`` names (both speak it)."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def get_engine() -> Engine:

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import BindParameter, Connection, Engine, Select, bindparam, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from config.settings import S3Settings
 from dispatcher.errors import ConfigurationError, DocumentUnavailable
+from dispatcher.store.db import upsert
 from dispatcher.store.encryption import DocumentCipher, UnreadableDocument
 from dispatcher.store.models import Document, DocumentContent
 
@@ -112,8 +111,8 @@ class DatabaseStore(DocumentStore):
                 [{"sha": r["sha256"], "stored": r["content"]} for r in rows],
             )
             return
-        upsert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-        connection.execute(upsert(DocumentContent).on_conflict_do_nothing(), rows)
+        statement = upsert(connection.dialect.name, DocumentContent).on_conflict_do_nothing()
+        connection.execute(statement, rows)
 
     def _get(self, connection: Connection, shas: Collection[str]) -> dict[str, bytes]:
         found = {
