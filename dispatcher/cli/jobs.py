@@ -132,21 +132,34 @@ def attempts(job_id: JobId, as_json: JsonOption = False) -> None:
     )
 
 
+#: The filters ``list`` and every action on a filter share.
+StateOption = Annotated[str | None, typer.Option(help="Only jobs in this state.")]
+ProviderOption = Annotated[str | None, typer.Option(help="Only this provider's jobs.")]
+BatchOption = Annotated[str | None, typer.Option(help="Only this batch's jobs.")]
+SinceOption = Annotated[
+    datetime | None, typer.Option(help="Created at or after (local time if no zone).")
+]
+UntilOption = Annotated[datetime | None, typer.Option(help="Created before.")]
+
+
+def _local(moment: datetime | None) -> datetime | None:
+    """A time from the command line; without a zone it is the machine's local time."""
+    return moment.astimezone() if moment is not None else None
+
+
 @app.command("list")
 def list_(
-    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
-    provider: Annotated[str | None, typer.Option(help="Only this provider's jobs.")] = None,
+    state: StateOption = None,
+    provider: ProviderOption = None,
     priority: Annotated[str | None, typer.Option(help="urgent, normal or bulk.")] = None,
     to: Annotated[str | None, typer.Option(help="Only faxes to this number (E.164).")] = None,
     key: Annotated[str | None, typer.Option(help="The idempotency key it was sent with.")] = None,
-    batch: Annotated[str | None, typer.Option(help="Only this batch's jobs.")] = None,
+    batch: BatchOption = None,
     metadata: Annotated[
         list[str] | None, typer.Option(help="key=value in its metadata (repeatable).")
     ] = None,
-    since: Annotated[
-        datetime | None, typer.Option(help="Created at or after (ISO time with zone).")
-    ] = None,
-    until: Annotated[datetime | None, typer.Option(help="Created before.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     before: Annotated[str | None, typer.Option(help="The last id of the previous page.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     as_json: JsonOption = False,
@@ -160,8 +173,8 @@ def list_(
             to=normalize_number(to) if to else None,
             idempotency_key=key,
             batch_id=batch,
-            since=since,
-            until=until,
+            since=_local(since),
+            until=_local(until),
             metadata=queries.metadata_pairs(metadata or []),
         )
         rows = queries.list_jobs(search, limit=limit, before=before)
@@ -183,11 +196,6 @@ def _operator(action: Callable[..., Any], job_id: str, as_json: bool) -> None:
         print_json(view)
     else:
         console.print(f"{job_id}: {view['state']}")
-
-
-def _local(moment: datetime | None) -> datetime | None:
-    """A time from the command line; without a zone it is the machine's local time."""
-    return moment.astimezone() if moment is not None else None
 
 
 def _act_on_many(action: str, search: Search, yes: bool, as_json: bool) -> None:
@@ -221,20 +229,18 @@ def _action_command(action: str, summary: str) -> None:
         job_id: Annotated[
             str | None, typer.Argument(help="One job's id; leave out to give a filter.")
         ] = None,
-        state: Annotated[str | None, typer.Option(help="Jobs in this state.")] = None,
-        provider: Annotated[str | None, typer.Option(help="This provider's jobs.")] = None,
+        state: StateOption = None,
+        provider: ProviderOption = None,
         remediation: Annotated[
             str | None, typer.Option(help="Of their last status: wait_and_retry, ...")
         ] = None,
         family: Annotated[
             str | None, typer.Option(help="Code family of their last status: busy, ...")
         ] = None,
-        batch: Annotated[str | None, typer.Option(help="This batch's jobs.")] = None,
-        tenant: Annotated[str | None, typer.Option(help="This tenant's jobs.")] = None,
-        since: Annotated[
-            datetime | None, typer.Option(help="Created at or after (local time if no zone).")
-        ] = None,
-        until: Annotated[datetime | None, typer.Option(help="Created before.")] = None,
+        batch: BatchOption = None,
+        tenant: Annotated[str | None, typer.Option(help="Only this tenant's jobs.")] = None,
+        since: SinceOption = None,
+        until: UntilOption = None,
         yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
         as_json: JsonOption = False,
     ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,12 @@ def test_send_then_read_status_and_attempts(stack: Stack, tmp_path: Path) -> Non
 
     code, listed = faxctl("list", "--state", "succeeded", "--json")
     assert code == 0 and job_id in [j["id"] for j in listed]
+    # a time without a zone is the machine's local time, as for the actions on a filter
+    today = datetime.now().strftime("%Y-%m-%d")
+    code, listed = faxctl("list", "--since", today, "--json")
+    assert code == 0 and job_id in [j["id"] for j in listed]
+    code, listed = faxctl("list", "--until", today, "--json")
+    assert code == 0 and job_id not in [j["id"] for j in listed]
 
 
 def test_operator_commands_and_exit_codes(stack: Stack, tmp_path: Path) -> None:
