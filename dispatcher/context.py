@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings, get_settings
 from dispatcher import guards, messaging
 from dispatcher.clock import utcnow
-from dispatcher.guards import Hold, Send
+from dispatcher.guards import Hold, LineChange, Send
 from dispatcher.lanes import Priority
 from dispatcher.leases import LeaseKeeper, lease_keeper
 from dispatcher.policy import Policy
@@ -41,9 +41,7 @@ class Guards(Protocol):
 
     def check_sends(self, sends: Sequence[Send]) -> list[Hold | None]: ...
 
-    def keep_line(self, number: str, job_id: str) -> None: ...
-
-    def release_line(self, number: str, job_id: str) -> None: ...
+    def change_lines(self, changes: Sequence[LineChange]) -> None: ...
 
     def share_busy(self, number: str, seconds: float) -> None: ...
 
@@ -71,8 +69,7 @@ class RedisGuards:
     """The real guards: breakers, rate limits and line leases in Redis (``dispatcher.guards``)."""
 
     check_sends = staticmethod(guards.check_sends)
-    keep_line = staticmethod(guards.keep_line)
-    release_line = staticmethod(guards.release_line)
+    change_lines = staticmethod(guards.change_lines)
     share_busy = staticmethod(guards.share_busy)
     status_read_wait = staticmethod(guards.status_read_wait)
 

@@ -23,19 +23,19 @@ from dispatcher.broker import redis_client
 from dispatcher.clock import utcnow
 from dispatcher.errors import ProviderError, ProviderTransientError
 from dispatcher.privacy import mask_number
-from dispatcher.resilience import CircuitBreaker, LineLeases, TokenBucket
+from dispatcher.resilience import CircuitBreaker, LineChange, LineLeases, TokenBucket
 from dispatcher.resilience.breaker import ALLOWS_LUA
 from dispatcher.resilience.lines import TAKES_LUA, Line
 from dispatcher.routing import current_routing as routing
 
 __all__ = [
     "Hold",
+    "LineChange",
     "Send",
     "breaker",
     "check_sends",
-    "keep_line",
+    "change_lines",
     "record_provider_call",
-    "release_line",
     "share_busy",
     "status_read_wait",
 ]
@@ -201,19 +201,14 @@ def status_read_wait(provider: str) -> float:
     return bucket.acquire() if bucket else 0.0
 
 
-def keep_line(number: str, job_id: str) -> None:
-    """Extend a fax's hold on its line while the provider reports it in progress."""
+def change_lines(changes: Sequence[LineChange]) -> None:
+    """Keep the lines of faxes still on them, give back the others: one round trip."""
+    if not changes:
+        return
     try:
-        _lines().refresh(number, job_id)
-    except redis.RedisError as exc:
-        log.warning("could not refresh the line of %s: %s", mask_number(number), exc)
-
-
-def release_line(number: str, job_id: str) -> None:
-    try:
-        _lines().release(number, job_id)
-    except redis.RedisError as exc:  # the lease expires by itself
-        log.warning("could not release the line of %s: %s", mask_number(number), exc)
+        _lines().change(changes)
+    except redis.RedisError as exc:  # a lease expires by itself
+        log.warning("could not update %d line leases: %s", len(changes), exc)
 
 
 def share_busy(number: str, seconds: float) -> None:

@@ -200,7 +200,7 @@ def transition(
     for name, value in values.items():
         set_committed_value(job, name, value)
     if event is not None:  # in the same transaction: the event commits with the move
-        outbox.enqueue(session.connection(), job, event)
+        outbox.enqueue(session, job, event)
     return True
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from dispatcher import guards
 from dispatcher.clock import utcnow
-from dispatcher.effects import after_commit
+from dispatcher.effects import after_commit_batched
 from dispatcher.errors import (
     IllegalTransition,
     JobNotFound,
@@ -57,8 +57,8 @@ def _act(job_id: str, action: str, detail: str, caller: Caller, **values: object
             actor=caller.actor,
         )
         if target is not JobState.PENDING:
-            number = job.to_number
-            after_commit(session, lambda: guards.release_line(number, job_id))
+            line = guards.LineChange(job.to_number, job_id, keep=False)
+            after_commit_batched(session, guards.change_lines, line)
     return job
 
 

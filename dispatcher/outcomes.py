@@ -17,7 +17,8 @@ from dispatcher import pauses
 from dispatcher.catalogue import Family, Outcome, Remediation, StatusEntry
 from dispatcher.clock import utcnow
 from dispatcher.context import Context
-from dispatcher.effects import after_commit
+from dispatcher.effects import after_commit, after_commit_batched
+from dispatcher.guards import LineChange
 from dispatcher.lifecycle import EventSource, JobState, transition
 from dispatcher.policy import Decision, History, JobOverrides, PartialSend, Step, decide
 from dispatcher.providers.base import ProviderStatus
@@ -170,10 +171,8 @@ def apply_decision(
         pauses.pause_for_credit(session, entry.provider, reason, now, probe_in)
     elif entry.outcome in (Outcome.SUCCESS, Outcome.PARTIAL):
         pauses.resume_after_credit(session, entry.provider)
-    if target is JobState.IN_PROGRESS:
-        after_commit(session, lambda: ctx.guards.keep_line(number, job_id))
-    else:
-        after_commit(session, lambda: ctx.guards.release_line(number, job_id))
+    line = LineChange(number, job_id, keep=target is JobState.IN_PROGRESS)
+    after_commit_batched(session, ctx.guards.change_lines, line)
     if entry.family is Family.BUSY and decision.step is Step.RETRY:
         delay = decision.delay or 0.0
         after_commit(session, lambda: ctx.guards.share_busy(number, delay))

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 from dispatcher import guards, pauses
 from dispatcher.catalogue import classify_transport
 from dispatcher.context import Context, current
-from dispatcher.effects import after_commit
+from dispatcher.effects import after_commit_batched
 from dispatcher.errors import (
     ConfigurationError,
     DocumentUnavailable,
@@ -386,9 +386,12 @@ def _release_lines_of_ended(ctx: Context, job_ids: list[str]) -> None:
     an ended job can dial, so no other fax is let onto a line in use."""
     with ctx.engine.connect() as connection:
         rows = connection.execute(_STATES, {"ids": job_ids}).all()
-    for job_id, state, number in rows:
-        if JobState(state) in FINAL_STATES:
-            ctx.guards.release_line(number, job_id)
+    ended = [
+        guards.LineChange(number, job_id, keep=False)
+        for job_id, state, number in rows
+        if JobState(state) in FINAL_STATES
+    ]
+    ctx.guards.change_lines(ended)
 
 
 def _attempt_row(row: Row[Any], task_id: str | None, started: datetime) -> dict[str, Any]:
@@ -645,8 +648,8 @@ def _adopt(ctx: Context, sent: _Sent, source: EventSource) -> bool:
             attempt_number=sent.number,
         )
         if follows:
-            number = job.to_number
-            after_commit(session, lambda: ctx.guards.keep_line(number, sent.job_id))
+            line = guards.LineChange(job.to_number, sent.job_id, keep=True)
+            after_commit_batched(session, ctx.guards.change_lines, line)
     if cancel:
         try:
             ctx.adapter(sent.provider).cancel(sent.fax_id)
@@ -761,8 +764,9 @@ def _answer_lost(
             detail=f"{reason}: {error}",
             attempt_number=number,
         )
-        to = job.to_number  # the fax may be on the line: keep it the job's
-        after_commit(session, lambda: ctx.guards.keep_line(to, job_id))
+        # The fax may be on the line: keep it the job's.
+        line = guards.LineChange(job.to_number, job_id, keep=True)
+        after_commit_batched(session, ctx.guards.change_lines, line)
     return reason
 
 

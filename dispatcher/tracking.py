@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from dispatcher.catalogue import Outcome, StatusEntry, classify
 from dispatcher.context import Context, current
-from dispatcher.effects import after_commit
+from dispatcher.effects import after_commit_batched
 from dispatcher.errors import ProviderError, ValidationError
+from dispatcher.guards import LineChange
 from dispatcher.lifecycle import AttemptKind, EventSource, JobState, transition
 from dispatcher.outcomes import apply_decision, decide_for, record_event
 from dispatcher.policy import Step
@@ -67,17 +68,57 @@ def poll(provider: str, job_ids: Sequence[str], *, ctx: Context | None = None) -
             ctx, provider, list(by_fax.values()), str(exc), getattr(exc, "retry_after", None) or 0.0
         )
         return 0
+    try:
+        with ctx.session() as session:
+            return _apply_all(ctx, session, by_fax, statuses, read_at)
+    except Exception:
+        # One bad reading must not hold up the others: apply each in its own transaction.
+        log.exception("%s: applying %d statuses together failed; one by one", provider, len(by_fax))
     changed = 0
     for fax_id, job_id in by_fax.items():
-        with ctx.session() as session:
-            job = session.get_one(Job, job_id)
-            status = statuses.get(fax_id)
-            if status is None:
-                changed += _unknown_fax(ctx, session, job, fax_id)
-            else:
-                changed += apply_status(
-                    ctx, session, job, status, source=EventSource.POLL, read_at=read_at
-                )
+        try:
+            with ctx.session() as session:
+                changed += _apply_all(ctx, session, {fax_id: job_id}, statuses, read_at)
+        except OperationalError:
+            raise  # the database is unreachable: the next tick polls them all again
+        except Exception:
+            log.exception(
+                "job %s: applying its status failed; the next poll reads it again", job_id
+            )
+    return changed
+
+
+def _apply_all(
+    ctx: Context,
+    session: Session,
+    by_fax: dict[str, str],
+    statuses: dict[str, ProviderStatus],
+    read_at: datetime,
+) -> int:
+    """Apply the statuses read at ``read_at`` to the jobs following those faxes, in one
+    transaction: the jobs and their current attempts are loaded in two statements."""
+    ids = list(by_fax.values())
+    jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
+    attempts = {
+        attempt.job_id: attempt
+        for attempt in session.scalars(
+            select(Attempt)
+            .join(Job, (Attempt.job_id == Job.id) & (Attempt.number == Job.attempt_count))
+            .where(Job.id.in_(ids))
+        )
+    }
+    changed = 0
+    for fax_id, job_id in by_fax.items():
+        job = jobs.get(job_id)
+        if job is None:
+            continue
+        status = statuses.get(fax_id)
+        if status is None:
+            changed += _unknown_fax(ctx, session, job, fax_id)
+        else:
+            changed += _apply(
+                ctx, session, job, attempts.get(job_id), status, EventSource.POLL, read_at
+            )
     return changed
 
 
@@ -108,8 +149,8 @@ def _unknown_fax(ctx: Context, session: Session, job: Job, fax_id: str) -> bool:
     record_event(
         session, job, source=EventSource.POLL, state_from=JobState.IN_PROGRESS, detail=reason
     )
-    number = job.to_number
-    after_commit(session, lambda: ctx.guards.release_line(number, job.id))
+    line = LineChange(job.to_number, job.id, keep=False)
+    after_commit_batched(session, ctx.guards.change_lines, line)
     return True
 
 
@@ -133,9 +174,20 @@ def apply_status(
     provider's taking of the job's current attempt (the same fax id, resent by the
     provider meanwhile): a reading counts only once the attempt's answer is known and
     after it came."""
+    return _apply(ctx, session, job, _current_attempt(session, job), status, source, read_at)
+
+
+def _apply(
+    ctx: Context,
+    session: Session,
+    job: Job,
+    attempt: Attempt | None,
+    status: ProviderStatus,
+    source: EventSource,
+    read_at: datetime,
+) -> bool:
     if job.state != JobState.IN_PROGRESS or job.provider_fax_id != status.fax_id:
         return False
-    attempt = _current_attempt(session, job)
     if attempt is not None and read_at < (attempt.submitted_at or attempt.started_at):
         return False
     entry = classify(job.provider, status.code)

@@ -24,7 +24,7 @@ from sqlalchemy import delete, select
 from config.settings import get_settings
 from dispatcher import guards
 from dispatcher.clock import utcnow
-from dispatcher.effects import after_commit
+from dispatcher.effects import after_commit_batched
 from dispatcher.lifecycle import EventSource, JobState, transition
 from dispatcher.outcomes import record_event
 from dispatcher.store.db import session_scope
@@ -90,7 +90,7 @@ def _move(job_id: str, state: JobState) -> bool:
         ):
             return False
         record_event(session, job, source=EventSource.WATCHDOG, state_from=state, detail=reason)
-        number = job.to_number
-        after_commit(session, lambda: guards.release_line(number, job_id))
+        line = guards.LineChange(job.to_number, job_id, keep=False)
+        after_commit_batched(session, guards.change_lines, line)
     log.warning("job %s: %s", job_id, reason)
     return True

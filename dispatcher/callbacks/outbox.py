@@ -10,7 +10,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.orm import Session
 
 from dispatcher.clock import utcnow
 from dispatcher.store.models import CallbackDelivery, CallbackEndpoint, Job
@@ -48,17 +49,41 @@ def payload(job: Job, event_type: str) -> dict[str, Any]:
     }
 
 
-def enqueue(connection: Connection, job: Job, event_type: str) -> int:
+#: Built once (building a statement costs more than running it), one per kind of owner.
+_ENDPOINT_COLUMNS = (CallbackEndpoint.id, CallbackEndpoint.url, CallbackEndpoint.event_types)
+_LIVE = CallbackEndpoint.disabled_at.is_(None)
+_ENDPOINTS_OF_TENANT = select(*_ENDPOINT_COLUMNS).where(
+    _LIVE, CallbackEndpoint.tenant_id == bindparam("tenant")
+)
+_ENDPOINTS_OF_OPERATOR = select(*_ENDPOINT_COLUMNS).where(
+    _LIVE, CallbackEndpoint.tenant_id.is_(None)
+)
+
+_MEMO = "callback_endpoints"
+
+#: id, url, the event types it asked for.
+_Endpoint = tuple[str, str, list[str]]
+
+
+def _endpoints(session: Session, tenant_id: str | None) -> list[_Endpoint]:
+    """The live endpoints of an owner, read once per transaction: a poll that ends fifty
+    jobs of one tenant reads them once, not fifty times."""
+    transaction = session.get_transaction()
+    memo = session.info.get(_MEMO)
+    if memo is None or memo[0] is not transaction:
+        memo = session.info[_MEMO] = (transaction, {})
+    found: dict[str | None, list[_Endpoint]] = memo[1]
+    if tenant_id not in found:
+        statement = _ENDPOINTS_OF_OPERATOR if tenant_id is None else _ENDPOINTS_OF_TENANT
+        rows = session.connection().execute(statement, {"tenant": tenant_id})
+        found[tenant_id] = [(row.id, row.url, row.event_types) for row in rows]
+    return found[tenant_id]
+
+
+def enqueue(session: Session, job: Job, event_type: str) -> int:
     """Write the rows of ``event_type`` for ``job``: one for its ``callback_url``, one per
     live endpoint of its owner that asked for the type. Returns how many."""
-    endpoints = connection.execute(
-        select(CallbackEndpoint.id, CallbackEndpoint.url, CallbackEndpoint.event_types).where(
-            CallbackEndpoint.disabled_at.is_(None),
-            CallbackEndpoint.tenant_id == job.tenant_id
-            if job.tenant_id is not None
-            else CallbackEndpoint.tenant_id.is_(None),
-        )
-    ).all()
+    endpoints = _endpoints(session, job.tenant_id)
     targets: list[tuple[str | None, str]] = [
         (endpoint_id, url) for endpoint_id, url, types in endpoints if event_type in types
     ]
@@ -68,7 +93,7 @@ def enqueue(connection: Connection, job: Job, event_type: str) -> int:
         return 0
     body = payload(job, event_type)
     now = utcnow()
-    connection.execute(
+    session.connection().execute(
         _INSERT,
         [
             {

@@ -6,7 +6,14 @@ scripts, so they stay atomic across processes and hosts.
 """
 
 from dispatcher.resilience.breaker import BreakerState, BreakerStatus, CircuitBreaker
-from dispatcher.resilience.lines import LineLeases
+from dispatcher.resilience.lines import LineChange, LineLeases
 from dispatcher.resilience.ratelimit import TokenBucket
 
-__all__ = ["BreakerState", "BreakerStatus", "CircuitBreaker", "LineLeases", "TokenBucket"]
+__all__ = [
+    "BreakerState",
+    "BreakerStatus",
+    "CircuitBreaker",
+    "LineChange",
+    "LineLeases",
+    "TokenBucket",
+]

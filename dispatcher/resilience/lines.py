@@ -8,13 +8,14 @@ server time, the one clock every worker shares.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import redis
 
 from dispatcher.privacy import number_key
 
-__all__ = ["TAKES_LUA", "Line", "LineLeases"]
+__all__ = ["TAKES_LUA", "Line", "LineChange", "LineLeases"]
 
 #: Lua: take the line for a job. 1 when taken (or already the job's: its TTL is renewed),
 #: 0 when another job holds it, minus the milliseconds left while the number is blocked.
@@ -71,6 +72,15 @@ class Line(NamedTuple):
         return cls(answer == 1, -answer / 1000 if answer < 0 else 0.0)
 
 
+class LineChange(NamedTuple):
+    """What a job's state asks of its line: kept while the provider has its fax on the
+    line (the lease is extended), else given back."""
+
+    number: str
+    job_id: str
+    keep: bool
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -109,13 +119,17 @@ class LineLeases:
         answer = self._acquire(keys=self.take_keys(number), args=self.take_args(job_id))
         return Line.from_answer(int(answer))
 
-    def refresh(self, number: str, job_id: str) -> bool:
-        """Extend the lease for a call still in progress; False if ``job_id`` lost it."""
-        return bool(self._refresh(keys=[self._lease(number)], args=[job_id, _ms(self.ttl)]))
-
-    def release(self, number: str, job_id: str) -> bool:
-        """Free the line, but only if ``job_id`` holds it (a late release frees no one else's)."""
-        return bool(self._release(keys=[self._lease(number)], args=[job_id]))
+    def change(self, changes: Sequence[LineChange]) -> list[bool]:
+        """Keep or give back many lines in one round trip; for each, False when its job no
+        longer held it (a late release frees no one else's line)."""
+        pipe = self.client.pipeline(transaction=False)
+        for change in changes:
+            keys = [self._lease(change.number)]
+            if change.keep:
+                self._refresh(keys=keys, args=[change.job_id, _ms(self.ttl)], client=pipe)
+            else:
+                self._release(keys=keys, args=[change.job_id], client=pipe)
+        return [bool(answer) for answer in pipe.execute()]
 
     def holder(self, number: str) -> str | None:
         value = self.client.get(self._lease(number))

@@ -110,9 +110,15 @@ def test_an_ended_fax_is_posted_to_its_endpoints_and_its_callback_url_signed(
     data = to_endpoint["data"]
     assert (data["id"], data["state"], data["metadata"]) == (job_id, "succeeded", {"invoice": "42"})
     assert SUCCESS not in json.dumps(to_endpoint)  # no destination number leaves in an event
-    # And the delivery log says so, under the same ids the receiver saw
-    log = api.get("/v1/callbacks", params={"job_id": job_id}, headers=bearer(tenant.key)).json()
-    assert {d["state"] for d in log["items"]} == {"delivered"}
+
+    # And the delivery log says so (once the worker has read the answers), under the same
+    # ids the receiver saw
+    def delivered() -> dict[str, Any] | None:
+        log = api.get("/v1/callbacks", params={"job_id": job_id}, headers=bearer(tenant.key))
+        body: dict[str, Any] = log.json()
+        return body if {d["state"] for d in body["items"]} == {"delivered"} else None
+
+    log = stack.wait_for(delivered, drive_ticks=False)
     ids = {headers["webhook-id"] for _, headers, _ in receiver.received}
     assert {d["id"] for d in log["items"]} == ids
 

@@ -12,7 +12,13 @@ import pytest
 import redis
 
 from dispatcher.processes import wait_for
-from dispatcher.resilience import BreakerState, CircuitBreaker, LineLeases, TokenBucket
+from dispatcher.resilience import (
+    BreakerState,
+    CircuitBreaker,
+    LineChange,
+    LineLeases,
+    TokenBucket,
+)
 
 DB = 15
 
@@ -226,13 +232,14 @@ def test_a_held_line_refuses_a_second_job(client: redis.Redis):
 def test_only_the_holder_refreshes_or_releases(client: redis.Redis):
     lines = LineLeases(client, ttl=30)
     lines.acquire("+12025550100", "job-a")
-    assert not lines.refresh("+12025550100", "job-b")
-    assert not lines.release("+12025550100", "job-b")
-    assert lines.refresh("+12025550100", "job-a")
-    assert lines.release("+12025550100", "job-a")
-    assert lines.holder("+12025550100") is None
-    assert not lines.refresh("+12025550100", "job-a")
-    assert lines.acquire("+12025550100", "job-b")
+    number = "+12025550100"
+    by_b = [LineChange(number, "job-b", keep=True), LineChange(number, "job-b", keep=False)]
+    assert lines.change(by_b) == [False, False]
+    by_a = [LineChange(number, "job-a", keep=True), LineChange(number, "job-a", keep=False)]
+    assert lines.change(by_a) == [True, True]
+    assert lines.holder(number) is None
+    assert lines.change([LineChange(number, "job-a", keep=True)]) == [False]
+    assert lines.acquire(number, "job-b")
 
 
 def test_an_expired_lease_frees_the_line(client: redis.Redis):
@@ -248,7 +255,7 @@ def test_refresh_keeps_a_long_call_leased(client: redis.Redis):
     lines.acquire("+12025550100", "job-a")
     started = time.monotonic()
     while time.monotonic() - started < 0.6:  # twice the ttl, refreshed along the way
-        assert lines.refresh("+12025550100", "job-a")
+        assert lines.change([LineChange("+12025550100", "job-a", keep=True)]) == [True]
         time.sleep(0.05)
     assert lines.holder("+12025550100") == "job-a"
 

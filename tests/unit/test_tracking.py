@@ -13,7 +13,7 @@ from dispatcher import sending, tracking
 from dispatcher.context import Context
 from dispatcher.errors import ProviderError, ProviderRejected, ProviderTimeout, ValidationError
 from dispatcher.lifecycle import AttemptKind, EventSource, JobState
-from dispatcher.providers.base import ManualRetry
+from dispatcher.providers.base import ManualRetry, ProviderStatus
 from dispatcher.providers.twin import TwinAdapter
 from dispatcher.resilience import BreakerState, BreakerStatus
 from dispatcher.store.models import Job, StatusEvent
@@ -86,6 +86,33 @@ def test_attempts_that_never_reached_the_provider_do_not_use_up_a_partial_sends_
     assert job.reason is not None and job.reason.startswith("attempt 2 of 4 after a wait")
 
 
+def test_a_status_that_cannot_be_stored_holds_up_no_other_read_in_its_poll(
+    twin_ctx: Context, twin: TwinAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three faxes done, read in one poll, one reading of which cannot be stored
+    jobs = [sent_job(twin_ctx, twin, to=f"+1212555010{n}") for n in range(3)]
+    for _, fax_id in jobs:
+        twin.finish(fax_id, "0")
+    bad = jobs[1][1]
+    read = twin.statuses
+
+    def statuses(fax_ids: list[str]) -> dict[str, ProviderStatus]:
+        found = read(fax_ids)
+        found[bad] = replace(found[bad], raw={"unstorable": object()})
+        return found
+
+    monkeypatch.setattr(twin, "statuses", statuses)
+
+    changed = tracking.poll("interfax", [job_id for job_id, _ in jobs], ctx=twin_ctx)
+
+    # Then the other two are applied; the bad one waits for the next poll, unchanged
+    states = [job_of(twin_ctx, job_id).state for job_id, _ in jobs]
+    assert (changed, states) == (
+        2,
+        [JobState.SUCCEEDED, JobState.IN_PROGRESS, JobState.SUCCEEDED],
+    )
+
+
 def test_a_status_read_twice_is_recorded_once(twin_ctx: Context, twin: TwinAdapter) -> None:
     job_id, _ = sent_job(twin_ctx, twin)
     before = events_of(twin_ctx, job_id)
@@ -108,7 +135,8 @@ def test_a_busy_line_retries_later_and_shares_the_busy_signal(
     job = job_of(twin_ctx, job_id)
     assert (job.state, job.provider_fax_id) == (JobState.PENDING, None)
     assert job.next_attempt_at is not None
-    assert [effect[0] for effect in guards.effects] == ["release", "busy"]
+    # The number is blocked before its line is given back: no other fax slips in between
+    assert [effect[0] for effect in guards.effects] == ["busy", "release"]
 
 
 def test_a_reading_older_than_the_attempts_answer_changes_nothing(
