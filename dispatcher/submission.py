@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, insert, select
+from sqlalchemy import Executable, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -139,14 +139,18 @@ def _existing(key: str, job_id: str, stored_hash: str, request_hash: str) -> Sub
     return Submitted(job_id, created=False)
 
 
+#: Built once (building a statement costs more than running it for one fax).
+_TAKEN = select(Job.idempotency_key, Job.id, Job.request_hash).where(
+    Job.idempotency_key.in_(bindparam("keys", expanding=True))
+)
+
+
 def _taken(session: Session, keys: list[str], tenant_id: str | None) -> dict[str, tuple[str, str]]:
     """Jobs of this tenant that already hold these keys: key -> (job id, request hash),
     in one query."""
     stored = {_scoped(tenant_id, key): key for key in keys}
-    query = select(Job.idempotency_key, Job.id, Job.request_hash).where(
-        Job.idempotency_key.in_(list(stored))
-    )
-    return {stored[key]: (job_id, hashed) for key, job_id, hashed in session.execute(query)}
+    rows = session.connection().execute(_TAKEN, {"keys": list(stored)})
+    return {stored[key]: (job_id, hashed) for key, job_id, hashed in rows}
 
 
 _INSERT_JOB = insert(cast(Table, Job.__table__))
@@ -190,8 +194,9 @@ def _store_documents(session: Session, faxes: Iterable[ValidFax]) -> None:
         }
         for sha, (_, i) in sorted(infos.items())
     ]
-    session.execute(_document_upsert(session.get_bind().dialect.name), rows)
-    document_store().save(session.connection(), {sha: c for sha, (c, _) in infos.items()})
+    connection = session.connection()  # Core, not the ORM's bulk path: one row, often
+    connection.execute(_document_upsert(connection.dialect.name), rows)
+    document_store().save(connection, {sha: c for sha, (c, _) in infos.items()})
 
 
 def validate(

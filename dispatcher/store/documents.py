@@ -19,10 +19,21 @@ import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Engine, Select, bindparam, delete, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    Executable,
+    Select,
+    bindparam,
+    delete,
+    select,
+    update,
+)
 
 from config.settings import S3Settings
 from dispatcher.errors import ConfigurationError, DocumentUnavailable
@@ -96,6 +107,12 @@ class DocumentStore(ABC):
         """The stored bytes of each of ``shas``; ``DocumentUnavailable`` for one missing."""
 
 
+@cache
+def _insert_new(dialect: str) -> Executable:
+    """Built once per dialect: an insert that leaves contents already kept alone."""
+    return upsert(dialect, DocumentContent).on_conflict_do_nothing()
+
+
 class DatabaseStore(DocumentStore):
     """The bytes in the ``document_contents`` table, beside the jobs that send them."""
 
@@ -111,8 +128,7 @@ class DatabaseStore(DocumentStore):
                 [{"sha": r["sha256"], "stored": r["content"]} for r in rows],
             )
             return
-        statement = upsert(connection.dialect.name, DocumentContent).on_conflict_do_nothing()
-        connection.execute(statement, rows)
+        connection.execute(_insert_new(connection.dialect.name), rows)
 
     def _get(self, connection: Connection, shas: Collection[str]) -> dict[str, bytes]:
         found = {
