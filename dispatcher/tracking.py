@@ -71,16 +71,18 @@ def poll(provider: str, job_ids: Sequence[str], *, ctx: Context | None = None) -
     try:
         with ctx.session() as session:
             return _apply_all(ctx, session, by_fax, statuses, read_at)
+    except OperationalError:
+        raise  # the database is unreachable: the next tick polls them all again
     except Exception:
-        # One bad reading must not hold up the others: apply each in its own transaction.
         log.exception("%s: applying %d statuses together failed; one by one", provider, len(by_fax))
+    # One bad reading must not hold up the others: each in its own transaction.
     changed = 0
     for fax_id, job_id in by_fax.items():
         try:
             with ctx.session() as session:
                 changed += _apply_all(ctx, session, {fax_id: job_id}, statuses, read_at)
         except OperationalError:
-            raise  # the database is unreachable: the next tick polls them all again
+            raise
         except Exception:
             log.exception(
                 "job %s: applying its status failed; the next poll reads it again", job_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.settings import get_settings
+from dispatcher.broker import stop_embedded_broker
 from tests.fixtures.documents import DOCUMENT_KEYS
 
 pytest_plugins = [
@@ -27,3 +28,8 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+    # A test that reached the embedded broker started one for this home: it must not
+    # outlive the run (it is a daemon, shared by the processes of one FAX_HOME).
+    broker = home / "broker"
+    if (broker / "broker.json").exists():
+        stop_embedded_broker(broker)
