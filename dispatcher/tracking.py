@@ -71,9 +71,9 @@ def poll(provider: str, job_ids: Sequence[str], *, ctx: Context | None = None) -
     try:
         with ctx.session() as session:
             return _apply_all(ctx, session, by_fax, statuses, read_at)
-    except OperationalError:
-        raise  # the database is unreachable: the next tick polls them all again
-    except Exception:
+    except Exception as exc:
+        if _database_down(exc):
+            raise  # nothing can be applied now: the next tick polls them all again
         log.exception("%s: applying %d statuses together failed; one by one", provider, len(by_fax))
     # One bad reading must not hold up the others: each in its own transaction.
     changed = 0
@@ -81,13 +81,21 @@ def poll(provider: str, job_ids: Sequence[str], *, ctx: Context | None = None) -
         try:
             with ctx.session() as session:
                 changed += _apply_all(ctx, session, {fax_id: job_id}, statuses, read_at)
-        except OperationalError:
-            raise
-        except Exception:
+        except Exception as exc:
+            if _database_down(exc):
+                raise
             log.exception(
                 "job %s: applying its status failed; the next poll reads it again", job_id
             )
     return changed
+
+
+def _database_down(exc: Exception) -> bool:
+    """The database cannot be used now, as opposed to a conflict between transactions
+    (SQLSTATE class 40: a deadlock, a serialization failure), which a retry may not meet."""
+    if not isinstance(exc, OperationalError):
+        return False
+    return not str(getattr(exc.orig, "sqlstate", None) or "").startswith("40")
 
 
 def _apply_all(
@@ -98,9 +106,15 @@ def _apply_all(
     read_at: datetime,
 ) -> int:
     """Apply the statuses read at ``read_at`` to the jobs following those faxes, in one
-    transaction: the jobs and their current attempts are loaded in two statements."""
+    transaction: the jobs and their current attempts are loaded in two statements.
+
+    On PostgreSQL the jobs are locked as they are loaded, skipping any another transaction
+    holds: two polls of the same faxes (a poll message delivered twice) then apply
+    disjoint sets and never wait for each other in opposite orders (a deadlock). A job
+    skipped keeps its next poll."""
     ids = list(by_fax.values())
-    jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
+    mine = select(Job).where(Job.id.in_(ids)).with_for_update(skip_locked=True)
+    jobs = {job.id: job for job in session.scalars(mine)}
     attempts = {
         attempt.job_id: attempt
         for attempt in session.scalars(
