@@ -108,12 +108,12 @@ def _apply_all(
     """Apply the statuses read at ``read_at`` to the jobs following those faxes, in one
     transaction: the jobs and their current attempts are loaded in two statements.
 
-    On PostgreSQL the jobs are locked as they are loaded, skipping any another transaction
-    holds: two polls of the same faxes (a poll message delivered twice) then apply
-    disjoint sets and never wait for each other in opposite orders (a deadlock). A job
-    skipped keeps its next poll."""
+    On PostgreSQL the jobs are locked as they are loaded (``FOR NO KEY UPDATE``, the lock
+    their UPDATEs take anyway), skipping any another transaction holds: two polls of the
+    same faxes (a poll message delivered twice) then apply disjoint sets and never wait
+    for each other in opposite orders (a deadlock). A job skipped keeps its next poll."""
     ids = list(by_fax.values())
-    mine = select(Job).where(Job.id.in_(ids)).with_for_update(skip_locked=True)
+    mine = select(Job).where(Job.id.in_(ids)).with_for_update(skip_locked=True, key_share=True)
     jobs = {job.id: job for job in session.scalars(mine)}
     attempts = {
         attempt.job_id: attempt
