@@ -83,6 +83,10 @@ def test_the_api_pauses_and_resumes_for_operators_only(
             "admin:1",
         )
         assert client.post("/v1/providers/nope/pause", headers=admin).status_code == 404
+        # A reason that is not printable text is refused, and the pause stays as it was
+        bad = client.post("/v1/providers/optum/pause", json={"reason": "\x00"}, headers=admin)
+        assert (bad.status_code, bad.json()["field"]) == (422, "reason"), bad.text
+        assert pauses.current()["optum"].reason == "account review"
         assert client.post("/v1/providers/optum/pause").status_code == 401
         assert client.post("/v1/providers/optum/resume", headers=admin).json()["paused"] is False
     assert pauses.current() == {}
