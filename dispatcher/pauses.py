@@ -27,6 +27,7 @@ from dispatcher.errors import ValidationError
 from dispatcher.lifecycle import JobState
 from dispatcher.store.db import session_scope, upsert
 from dispatcher.store.models import Job, ProviderPause
+from dispatcher.text import CONTROL
 
 __all__ = [
     "Pause",
@@ -93,7 +94,7 @@ def _upsert(session: Session, values: dict[str, object], *, replace: bool) -> No
 def pause(provider: str, reason: str, by: str) -> Pause:
     """Pause ``provider`` until an operator resumes it. An operator's pause replaces a
     pause for credit: it does not probe, nor end by itself."""
-    if not reason.strip() or any(char < " " or char == "\x7f" for char in reason):
+    if not reason.strip() or CONTROL.search(reason):
         raise ValidationError("reason", "printable text, without control characters")
     values = {
         "provider": provider,

@@ -27,6 +27,7 @@ from dispatcher.schemas import Attempt, Event, Fax, FaxChanges, FaxPage
 from dispatcher.store.models import Job
 from dispatcher.submission import FaxRequest, submit
 from dispatcher.tenants import admit
+from dispatcher.text import CONTROL
 from dispatcher.validation import normalize_number
 
 __all__ = [
@@ -50,7 +51,6 @@ router = APIRouter(
 )
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PAGE = 500
 #: The OpenAPI enum of a provider field (checked against the registry).
 PROVIDER_ENUM: dict[str, Any] = {"enum": list(PROVIDERS)}
@@ -97,14 +97,14 @@ def _idempotency_key(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
     key = raw.strip()
-    if len(key) > 255 or _CONTROL.search(key):
+    if len(key) > 255 or CONTROL.search(key):
         raise ValidationError("Idempotency-Key", "at most 255 printable characters")
     return key
 
 
 def upload_name(index: int, upload: UploadFile) -> str:
     """An uploaded file's name, with no control characters (it reaches logs and views)."""
-    return _CONTROL.sub("", upload.filename or "") or f"document-{index}"
+    return CONTROL.sub("", upload.filename or "") or f"document-{index}"
 
 
 def _document(index: int, upload: UploadFile) -> tuple[str, bytes]:
